@@ -1,0 +1,88 @@
+"""Where and how the numeric core runs: Numba threads, memory, block sizes.
+
+The estimators and public functions call into the compiled core only through
+:func:`numba_threads`, so that ``n_jobs`` is honoured per call and restored
+afterwards.  Numba's thread count is local to the calling Python thread, which
+is what makes joblib's threading backend safe: each worker sets its own count.
+"""
+
+import os
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+
+_BYTES_PER_MIB = 2**20
+
+
+def effective_n_threads(n_jobs):
+    """Translate a scikit-learn style ``n_jobs`` into a Numba thread count.
+
+    ``None`` means every thread Numba was started with, ``-1`` too, ``-2`` all
+    but one, and a positive value is capped at what Numba has.
+    """
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return available
+    n_jobs = int(n_jobs)
+    if n_jobs == 0:
+        raise ValueError("n_jobs == 0 has no meaning; use None, -1 or a positive int.")
+    if n_jobs < 0:
+        return max(1, available + 1 + n_jobs)
+    return min(n_jobs, available)
+
+
+@contextmanager
+def numba_threads(n_jobs):
+    """Run the body with ``n_jobs`` Numba threads, restoring the old count after."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(effective_n_threads(n_jobs))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def available_memory_bytes():
+    """Physical memory the machine can still hand out, or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_allocation(n_bytes, what, advice):
+    """Fail fast, before any work, when ``n_bytes`` cannot be allocated.
+
+    Parameters
+    ----------
+    n_bytes : int
+        Size of the allocation about to be made.
+    what : str
+        What the memory is for, e.g. ``"the 50000 x 50000 training Gram matrix"``.
+    advice : str
+        What the user can change, e.g. ``"use width=..., or float32 input"``.
+    """
+    available = available_memory_bytes()
+    if available is not None and n_bytes > available:
+        raise MemoryError(
+            f"{what} needs {n_bytes / 2**30:.1f} GiB but only "
+            f"{available / 2**30:.1f} GiB of memory is available; {advice}."
+        )
+
+
+def block_rows(n_cols, dtype, working_memory_mib, n_temporaries=1):
+    """Rows per block so that ``n_temporaries`` blocks fit in the working memory.
+
+    Mirrors :func:`sklearn.utils.get_chunk_n_rows`: at least one row, even when
+    one row alone exceeds the budget.
+    """
+    row_bytes = max(1, n_cols) * np.dtype(dtype).itemsize * n_temporaries
+    return max(1, int(working_memory_mib * _BYTES_PER_MIB // row_bytes))
