@@ -1,0 +1,515 @@
+"""NNGP and NTK of fully connected networks, and arc-cosine kernels (DESIGN 4).
+
+Numeric core: NumPy and Numba only, inputs already validated by the caller.
+
+A Gram matrix is computed in two steps, both in place in the output array:
+
+1. ``X @ Y.T`` through BLAS, written straight into the output, row chunk by row
+   chunk (for ``Y=None`` only the lower triangle's chunks).
+2. One fused, Numba-parallel elementwise pass that runs every layer of the
+   recursion on each entry.  All it needs besides the entry is a handful of
+   per-row numbers per layer, derived from the diagonal of the recursion
+   (``Sigma^l(x, x)``, O(n * depth)), so no N x N temporary is ever made.
+
+The pass evaluates ``arccos`` / ``arcsin`` with Cephes' rational approximation
+after a half-angle reduction (no calls into libm, so the loops vectorise) and
+never forms a transcendental that the closed forms do not need: for ReLU,
+``sin(theta) = sqrt((1 - c)(1 + c))``.  Entries are independent of each other,
+so the result does not depend on the number of threads.
+"""
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+from numba import njit, prange
+from threadpoolctl import ThreadpoolController
+
+KERNELS = ("nngp", "ntk")
+ACTIVATIONS = ("relu", "erf")
+ARCCOS_DEGREES = (0, 1, 2)
+
+# Small integer codes keep the number of compiled specialisations small.
+_RELU, _ERF, _ARCCOS = 0, 1, 2
+
+# BLAS does not promise the same bits for an entry when the rows are split
+# differently, so the product is always taken on this fixed grid of row chunks,
+# whatever ``block_rows`` is; blocks are rounded to whole chunks.
+_PRODUCT_ROWS = 256
+# Side of the square tiles of the symmetric pass (rows of the product grid are
+# a multiple of it), and the column stretch of one row of the rectangular pass.
+_TILE = 64
+_SEGMENT = 512
+
+_PI = math.pi
+_HALF_PI = 0.5 * math.pi
+
+# Cephes asin.c: asin(z) = z + z * zz * P(zz) / Q(zz), zz = z^2, for |z| <= 0.625.
+_P0 = 4.253011369004428248960e-3
+_P1 = -6.019598008014123785661e-1
+_P2 = 5.444622390564711410273e0
+_P3 = -1.626247967210700244449e1
+_P4 = 1.956261983317594739197e1
+_P5 = -8.198089802484824371615e0
+_Q1 = -1.474091372988853791896e1
+_Q2 = 7.049610280856842141659e1
+_Q3 = -1.471791292232726029859e2
+_Q4 = 1.395105614657485689735e2
+_Q5 = -4.918853881490881290097e1
+
+# Per-row table rows (second axis of the tables built by _row_tables).
+_N_TABLE = 5
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _half_angle_asin(a):
+    """For ``a`` in [0, 1]: ``(big, w)`` with ``w = asin(z)``, ``z <= 1/2``.
+
+    ``big`` is ``a > 1/2``; then ``z = sqrt((1 - a) / 2)`` (so ``acos(a) = 2 w``),
+    else ``z = a``.  The reduction keeps Cephes' rational in its accurate range
+    and gives ``acos`` near 1 and ``asin`` near 0 to full relative precision.
+    """
+    big = a > 0.5
+    z = math.sqrt(0.5 - 0.5 * a) if big else a
+    zz = z * z
+    p = ((((_P0 * zz + _P1) * zz + _P2) * zz + _P3) * zz + _P4) * zz + _P5
+    q = ((((zz + _Q1) * zz + _Q2) * zz + _Q3) * zz + _Q4) * zz + _Q5
+    return big, z + z * (zz * p / q)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _arccos_pair(c):
+    """``(theta, pi - theta)`` for ``theta = arccos(c)``, ``c`` in [-1, 1].
+
+    Both are computed without cancellation: ``pi - arccos(c) = arccos(-c)``.
+    """
+    big, w = _half_angle_asin(abs(c))
+    t = 2.0 * w if big else _HALF_PI - w
+    if c >= 0.0:
+        return t, _PI - t
+    return _PI - t, t
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _arcsin(x):
+    """``arcsin(x)`` for ``x`` in [-1, 1], full relative precision near 0."""
+    big, w = _half_angle_asin(abs(x))
+    r = _HALF_PI - 2.0 * w if big else w
+    return r if x >= 0.0 else -r
+
+
+@njit(cache=True, error_model="numpy")
+def _row_sq_norms(X):
+    """Squared row norms, accumulated in float64 in a fixed order."""
+    n, d = X.shape
+    sq = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for k in range(d):
+            v = np.float64(X[i, k])
+            acc += v * v
+        sq[i] = acc
+    return sq
+
+
+@njit(cache=True, error_model="numpy")
+def _row_tables(sq, scale, sw2, sb2, depth, activation, degree):
+    """Diagonal recursion per row: the per-layer numbers the fused pass needs.
+
+    Returns ``(tables, sigma, theta)``: ``tables[l, :, i]`` holds what layer
+    ``l`` needs of row ``i`` (see the fused layer functions); ``sigma`` and
+    ``theta`` are the output NNGP and NTK diagonals, from the closed forms at
+    ``theta = 0`` (so the diagonal is exact, not the rounded off-diagonal
+    formula at ``c = 1``).
+    """
+    n = sq.shape[0]
+    tables = np.zeros((depth, _N_TABLE, n))
+    sigma = np.empty(n)
+    theta = np.empty(n)
+    for i in range(n):
+        s = scale * sq[i] + sb2
+        t = s
+        for layer in range(depth):
+            if activation == _ERF:
+                a = 1.0 + 2.0 * s
+                tables[layer, 0, i] = math.sqrt(2.0 / a)
+                tables[layer, 1, i] = math.sqrt(2.0 * s / a)
+                tables[layer, 2, i] = 1.0 / a
+                tables[layer, 3, i] = s / a
+                tables[layer, 4, i] = math.sqrt(a)
+                e_phi = (2.0 / _PI) * math.asin(2.0 * s / a)
+                e_dphi = (4.0 / _PI) / math.sqrt(1.0 + 4.0 * s)
+            else:
+                # ReLU layer and the arc-cosine kernel: both need the norm.
+                r = math.sqrt(s)
+                tables[layer, 0, i] = 1.0 / r if r > 0.0 else 0.0
+                tables[layer, 1, i] = r
+                # theta is undefined at a zero norm; take the theta = 0 limit
+                # by clipping c from below at 1 there.
+                tables[layer, 2, i] = 1.0 if r == 0.0 else -1.0
+                if activation == _ARCCOS:
+                    tables[layer, 1, i] = r**degree
+                e_phi = 0.5 * s
+                e_dphi = 0.5
+            s_next = sw2 * e_phi + sb2
+            t = s_next + (sw2 * e_dphi) * t
+            s = s_next
+        if activation == _ARCCOS:
+            s = sq[i] ** degree * (3.0 if degree == 2 else 1.0)
+        sigma[i] = s
+        theta[i] = t
+    return tables, sigma, theta
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _relu_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
+    """One ReLU layer on the ``m`` entries of row ``i`` from column ``j0``.
+
+    ``s_buf`` holds Sigma^l and becomes Sigma^{l+1}; ``t_buf`` likewise for
+    Theta (updated for the NNGP too: it is branch-free and cheap).
+    Table rows: 1 / sqrt(S), sqrt(S), lower clip of c (1 at a zero norm).
+    """
+    k = sw2 / (2.0 * _PI)
+    inv_ri = tx[0, i]
+    kri = k * tx[1, i]
+    lo_i = tx[2, i]
+    inv_r = ty[0, j0:j0 + m]
+    r = ty[1, j0:j0 + m]
+    lo = ty[2, j0:j0 + m]
+    for jj in range(m):
+        c = (s_buf[jj] * inv_ri) * inv_r[jj]
+        c = min(max(max(c, lo_i), lo[jj]), 1.0)
+        rest = _arccos_pair(c)[1]
+        sin = math.sqrt((1.0 - c) * (1.0 + c))
+        s_next = (kri * r[jj]) * (sin + rest * c) + sb2
+        t_buf[jj] = s_next + (k * rest) * t_buf[jj]
+        s_buf[jj] = s_next
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
+    """One erf layer (Williams 1997) on ``m`` entries of row ``i``.
+
+    With ``a = 1 + 2 S``, table rows are sqrt(2 / a), sqrt(2 S / a), 1 / a,
+    S / a and sqrt(a).  ``arg = 2 S12 / sqrt(a_i a_j)`` is clipped to what
+    Cauchy-Schwarz allows, and ``a_i a_j - 4 S12^2`` is evaluated as
+    ``a_i a_j * q`` with ``q`` a sum of non-negative terms, so that neither
+    huge norms (overflow of ``a_i a_j``) nor rounding (a negative difference)
+    can produce a NaN.
+    """
+    e_scale = sw2 * (2.0 / _PI)
+    dot_scale = sw2 * (4.0 / _PI)
+    h_i = tx[0, i]
+    g_i = tx[1, i]
+    ia_i = tx[2, i]
+    u_i = tx[3, i]
+    ra_i = tx[4, i]
+    h = ty[0, j0:j0 + m]
+    g = ty[1, j0:j0 + m]
+    ia = ty[2, j0:j0 + m]
+    u = ty[3, j0:j0 + m]
+    ra = ty[4, j0:j0 + m]
+    for jj in range(m):
+        bound = g_i * g[jj]
+        arg = (s_buf[jj] * h_i) * h[jj]
+        arg = min(max(arg, -bound), bound)
+        q = ia_i * ia[jj] + 2.0 * (u_i * ia[jj] + u[jj] * ia_i)
+        q += (bound - arg) * (bound + arg)
+        s_dot = dot_scale / ((ra_i * ra[jj]) * math.sqrt(q))
+        s_next = e_scale * _arcsin(arg) + sb2
+        t_buf[jj] = s_next + s_dot * t_buf[jj]
+        s_buf[jj] = s_next
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _arccos_layer(s_buf, m, tx, i, ty, j0, degree):
+    """Arc-cosine kernel of degree 0, 1 or 2 on ``m`` entries of row ``i``.
+
+    ``s_buf`` holds ``<x, y>`` and becomes ``k_n(x, y)``.  Table rows as for
+    ReLU, except the second is ``|x|^n``.
+    """
+    inv_ri = tx[0, i]
+    rn_i = tx[1, i] / _PI
+    lo_i = tx[2, i]
+    inv_r = ty[0, j0:j0 + m]
+    rn = ty[1, j0:j0 + m]
+    lo = ty[2, j0:j0 + m]
+    for jj in range(m):
+        c = (s_buf[jj] * inv_ri) * inv_r[jj]
+        c = min(max(max(c, lo_i), lo[jj]), 1.0)
+        rest = _arccos_pair(c)[1]
+        sin = math.sqrt((1.0 - c) * (1.0 + c))
+        if degree == 0:
+            j_n = rest
+        elif degree == 1:
+            j_n = sin + rest * c
+        else:
+            j_n = 3.0 * sin * c + rest * (1.0 + 2.0 * c * c)
+        s_buf[jj] = (rn_i * rn[jj]) * j_n
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _segment(row, j0, m, s_buf, t_buf, tx, i, ty, params):
+    """Every layer on ``row[j0:j0 + m]`` (raw products in, kernel values out)."""
+    scale, sw2, sb2, depth, activation, degree, ntk = params
+    for jj in range(m):
+        s = scale * np.float64(row[j0 + jj]) + sb2
+        s_buf[jj] = s
+        t_buf[jj] = s
+    for layer in range(depth):
+        if activation == _RELU:
+            _relu_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, sw2, sb2)
+        elif activation == _ERF:
+            _erf_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, sw2, sb2)
+        else:
+            _arccos_layer(s_buf, m, tx[layer], i, ty[layer], j0, degree)
+    result = t_buf if ntk else s_buf
+    for jj in range(m):
+        row[j0 + jj] = result[jj]
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _fused_rows(out, r0, r1, tx, ty, params):
+    """Fused pass over rows ``r0:r1`` of a rectangular ``K(X, Y)``."""
+    n_cols = out.shape[1]
+    for i in prange(r0, r1):
+        s_buf = np.empty(_SEGMENT)
+        t_buf = np.empty(_SEGMENT)
+        row = out[i]
+        for j0 in range(0, n_cols, _SEGMENT):
+            m = min(_SEGMENT, n_cols - j0)
+            _segment(row, j0, m, s_buf, t_buf, tx, i, ty, params)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _fused_lower(out, r0, r1, tx, diag, params):
+    """Fused pass over rows ``r0:r1`` of a symmetric ``K(X, X)``.
+
+    Reads the lower triangle (the product was only taken there), writes it
+    and its mirror image, in square tiles so that the transposed writes stay
+    in cache.  The diagonal gets ``diag``, the exact theta = 0 value.  Tiles
+    are dealt out as one flat list so that the threads get equal work.
+    """
+    first = r0 // _TILE
+    last = (r1 + _TILE - 1) // _TILE
+    n_tiles = 0
+    for tile_i in range(first, last):
+        n_tiles += tile_i + 1
+    tile_rows = np.empty(n_tiles, dtype=np.int64)
+    tile_cols = np.empty(n_tiles, dtype=np.int64)
+    k = 0
+    for tile_i in range(first, last):
+        for tile_j in range(tile_i + 1):
+            tile_rows[k] = tile_i
+            tile_cols[k] = tile_j
+            k += 1
+    for k in prange(n_tiles):
+        s_buf = np.empty(_TILE)
+        t_buf = np.empty(_TILE)
+        i0 = tile_rows[k] * _TILE
+        i1 = min(i0 + _TILE, r1)
+        j0 = tile_cols[k] * _TILE
+        j1 = min(j0 + _TILE, r1)
+        on_diagonal = i0 == j0
+        for i in range(i0, i1):
+            m = min(j1, i + 1) - j0 if on_diagonal else j1 - j0
+            _segment(out[i], j0, m, s_buf, t_buf, tx, i, tx, params)
+            if on_diagonal:
+                out[i, i] = diag[i]
+        for j in range(j0, j1):
+            for i in range(max(i0, j + 1), i1):
+                out[j, i] = out[i, j]
+
+
+def _block_steps(n_rows, block_rows):
+    """Row blocks ``(r0, r1)``, each a whole number of product chunks."""
+    if block_rows is None:
+        step = n_rows
+    else:
+        step = max(1, int(block_rows))
+    step = -(-step // _PRODUCT_ROWS) * _PRODUCT_ROWS
+    return [(r0, min(n_rows, r0 + step)) for r0 in range(0, max(n_rows, 1), step)]
+
+
+class _SerialBlas:
+    """Context in which BLAS runs on the calling thread only (re-entrant).
+
+    OpenBLAS's own worker threads keep spinning for a while after each call
+    and, on few cores, slow the fused pass that follows by a third or more.
+    The product chunks are instead spread over our own threads, each calling
+    single-threaded BLAS; this also makes the product's bits independent of
+    the BLAS thread setting.  A counter restores the user's setting once, when
+    the last concurrent user leaves.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._controller = None
+        self._limit = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                if self._controller is None:
+                    self._controller = ThreadpoolController()
+                self._limit = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limit.restore_original_limits()
+                self._limit = None
+
+
+_SERIAL_BLAS = _SerialBlas()
+
+
+def _products(X, other, out, chunks, n_threads):
+    """``out[c0:c1, :n_cols] = X[c0:c1] @ other[:n_cols].T`` for each chunk."""
+
+    def product(chunk):
+        c0, c1, n_cols = chunk
+        np.matmul(X[c0:c1], other[:n_cols].T, out=out[c0:c1, :n_cols])
+
+    if n_threads == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            product(chunk)
+        return
+    # Largest first, handed out as threads free up, for a balanced triangle.
+    chunks = sorted(chunks, key=lambda chunk: -(chunk[1] - chunk[0]) * chunk[2])
+    with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
+        list(pool.map(product, chunks))
+
+
+def _gram(X, Y, tx, ty, diag, params, block_rows):
+    """Product on the fixed chunk grid, then the fused pass, block by block."""
+    symmetric = Y is None
+    n_x = X.shape[0]
+    n_y = n_x if symmetric else Y.shape[0]
+    out = np.empty((n_x, n_y), dtype=X.dtype)
+    if n_x == 0 or n_y == 0:
+        return out
+    # A copy, so that NumPy sees two operands and keeps to gemm: its syrk
+    # shortcut gives other bits than gemm and would make results depend on
+    # where the blocks start.
+    other = X.copy() if symmetric else Y
+    n_threads = numba.get_num_threads()
+    with _SERIAL_BLAS:
+        for r0, r1 in _block_steps(n_x, block_rows):
+            chunks = [
+                (c0, min(r1, c0 + _PRODUCT_ROWS),
+                 min(r1, c0 + _PRODUCT_ROWS) if symmetric else n_y)
+                for c0 in range(r0, r1, _PRODUCT_ROWS)
+            ]
+            _products(X, other, out, chunks, n_threads)
+            if symmetric:
+                _fused_lower(out, r0, r1, tx, diag, params)
+            else:
+                _fused_rows(out, r0, r1, tx, ty, params)
+    return out
+
+
+def _network_setup(X, kernel, activation, depth, weight_variance, bias_variance):
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}.")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+    code = _RELU if activation == "relu" else _ERF
+    scale = float(weight_variance) / X.shape[1]
+    return (scale, float(weight_variance), float(bias_variance), int(depth), code, 0,
+            kernel == "ntk")
+
+
+def kernel_matrix(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
+                  weight_variance=2.0, bias_variance=0.0, block_rows=None):
+    """NNGP or NTK Gram matrix of a fully connected network (DESIGN 4).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_x, n_features), float32 or float64, C-contiguous
+        Validated input: finite, 2-D.
+    Y : ndarray of shape (n_y, n_features) or None, default=None
+        Same dtype as ``X``.  ``None`` computes the symmetric ``K(X, X)``,
+        evaluating one triangle and mirroring it; its diagonal is exactly
+        :func:`kernel_diag`.
+    kernel : {"nngp", "ntk"}, default="ntk"
+        ``Sigma^{depth+1}`` or ``Theta^{depth+1}``.
+    activation : {"relu", "erf"}, default="relu"
+    depth : int >= 1, default=1
+        Number of hidden layers.
+    weight_variance : float > 0, default=2.0
+        ``sw2``, NTK parameterisation.
+    bias_variance : float >= 0, default=0.0
+        ``sb2``.
+    block_rows : int or None, default=None
+        Rows handed to BLAS and then to the fused pass at a time, rounded up
+        to a whole number of 256-row product chunks (``None``: all rows).
+        Both steps work in place in the output, so the extra memory is
+        O((n_x + n_y) * depth) whatever the block; the result does not depend
+        on it, bit for bit.
+
+    Returns
+    -------
+    K : ndarray of shape (n_x, n_y), dtype of ``X``
+    """
+    params = _network_setup(X, kernel, activation, depth, weight_variance,
+                            bias_variance)
+    scale, sw2, sb2, depth, code = params[:5]
+    tx, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, depth, code, 0)
+    if Y is None:
+        diag = theta if params[6] else sigma
+        return _gram(X, None, tx, tx, diag, params, block_rows)
+    ty = _row_tables(_row_sq_norms(Y), scale, sw2, sb2, depth, code, 0)[0]
+    return _gram(X, Y, tx, ty, sigma, params, block_rows)
+
+
+def kernel_diag(X, *, kernel="ntk", activation="relu", depth=1, weight_variance=2.0,
+                bias_variance=0.0):
+    """Diagonal ``K(x, x)`` of :func:`kernel_matrix`, in O(n_x * depth).
+
+    Equal, bit for bit, to the diagonal of ``kernel_matrix(X)``: both take the
+    closed forms at ``theta = 0``.  Parameters as for :func:`kernel_matrix`.
+
+    Returns
+    -------
+    diag : ndarray of shape (n_x,), dtype of ``X``
+    """
+    params = _network_setup(X, kernel, activation, depth, weight_variance,
+                            bias_variance)
+    scale, sw2, sb2, depth, code = params[:5]
+    _, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, depth, code, 0)
+    return (theta if params[6] else sigma).astype(X.dtype)
+
+
+def arccos_matrix(X, Y=None, *, degree=1, block_rows=None):
+    """Arc-cosine kernel of Cho & Saul (2009), degrees 0, 1 and 2.
+
+    ``k_n(x, y) = |x|^n |y|^n J_n(theta) / pi`` with ``J_0 = pi - theta``,
+    ``J_1 = sin(theta) + (pi - theta) cos(theta)`` and
+    ``J_2 = 3 sin(theta) cos(theta) + (pi - theta)(1 + 2 cos(theta)^2)``.
+    At a zero row the angle is taken as 0 (so ``k_0 = 1`` there).
+
+    Parameters
+    ----------
+    X, Y, block_rows
+        As for :func:`kernel_matrix`.
+    degree : {0, 1, 2}, default=1
+
+    Returns
+    -------
+    K : ndarray of shape (n_x, n_y), dtype of ``X``
+    """
+    if degree not in ARCCOS_DEGREES:
+        raise ValueError(f"degree must be one of {ARCCOS_DEGREES}, got {degree!r}.")
+    params = (1.0, 1.0, 0.0, 1, _ARCCOS, int(degree), False)
+    tx, diag, _ = _row_tables(_row_sq_norms(X), 1.0, 1.0, 0.0, 1, _ARCCOS, degree)
+    if Y is None:
+        return _gram(X, None, tx, tx, diag, params, block_rows)
+    ty = _row_tables(_row_sq_norms(Y), 1.0, 1.0, 0.0, 1, _ARCCOS, degree)[0]
+    return _gram(X, Y, tx, ty, diag, params, block_rows)
