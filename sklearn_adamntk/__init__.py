@@ -1,8 +1,18 @@
 """Infinite-width neural networks trained with ADAM* dynamics, as scikit-learn estimators.
 
-The public names live here; everything else is private and may change.
+The public names live here; every other module is private and may change.
 """
+
+from ._kernel_objects import NetworkKernel, RandomNetworkFeatures
+from ._pairwise import arccos_kernel, network_kernel, network_kernel_diag
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "NetworkKernel",
+    "RandomNetworkFeatures",
+    "__version__",
+    "arccos_kernel",
+    "network_kernel",
+    "network_kernel_diag",
+]
