@@ -497,6 +497,30 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             )
         return X, y, sample_weight
 
+    def _check_memory(self, solver, n_train, X):
+        """Fail fast, with what to change, when the training operator cannot fit."""
+        itemsize = X.dtype.itemsize
+        if solver == "primal":
+            n_columns = n_feature_columns(
+                X.shape[1], width=self.width, depth=self.depth, kernel=self.kernel
+            )
+            _backend.check_allocation(
+                n_train * n_columns * itemsize,
+                f"the {n_train} x {n_columns} feature matrix of the network",
+                "use a smaller width, kernel='nngp' (width + 1 features), or "
+                "float32 input",
+            )
+            return
+        # eigen keeps the Gram matrix, its weighted copy and the eigenvectors.
+        copies = 3 if solver == "eigen" else 1
+        _backend.check_allocation(
+            copies * n_train * n_train * itemsize,
+            f"the {n_train} x {n_train} training Gram matrix"
+            + (" (3 copies for solver='eigen')" if copies > 1 else ""),
+            "use width=... with solver='primal' (a finite network, memory "
+            "linear in the rows), float32 input, or fewer rows",
+        )
+
     def _resumable(self, previous, X, solver, targets, train_rows):
         """The previous model, if ``warm_start`` may continue it, else None."""
         if not self.warm_start or previous is None:
@@ -542,6 +566,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         loss = targets["loss"]
         Y = np.ascontiguousarray(targets["Y"], dtype=X.dtype)
         rows = slice(None) if train_rows is None else train_rows
+        n_train = X.shape[0] if train_rows is None else train_rows.size
+        if not continuing:
+            self._check_memory(solver, n_train, X)
         Y_train, sw_train = Y[rows], sample_weight[rows]
 
         if solver == "primal":
@@ -1427,10 +1454,9 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sklearn_adamntk import AdamStarNTKClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = make_pipeline(
-    ...     StandardScaler(), AdamStarNTKClassifier(learning_rate_init=0.1, max_iter=100)
-    ... )
-    >>> cross_val_score(clf, X, y, cv=5).mean() > 0.9
+    >>> clf = AdamStarNTKClassifier(learning_rate_init=0.1, max_iter=100)
+    >>> clf = make_pipeline(StandardScaler(), clf)
+    >>> bool(cross_val_score(clf, X, y, cv=5).mean() > 0.9)
     True
     >>> clf.fit(X, y).predict_proba(X[:2]).shape
     (2, 3)

@@ -358,9 +358,10 @@ def test_partial_fit_grows_the_support_set(data):
         shuffle=False,
         **KERNEL,
     )
+    weights = np.linspace(0.5, 1.5, 30)
     chunks = [slice(0, 10), slice(10, 18), slice(18, 30)]
     for chunk in chunks:
-        est.partial_fit(X[chunk], y[chunk])
+        est.partial_fit(X[chunk], y[chunk], sample_weight=weights[chunk])
         assert est.X_fit_.shape == (chunk.stop, X.shape[1])
         assert est.dual_coef_.shape == (chunk.stop, 1)
         assert est.n_iter_ == 1 and len(list(est.staged_predict(X_test))) == 1
@@ -371,7 +372,12 @@ def test_partial_fit_grows_the_support_set(data):
         for chunk in chunks
     ]
     reference = dual_training(
-        naive_kernel(X, **KERNEL), y, epochs, optimizer="adam*", learning_rate=0.05
+        naive_kernel(X, **KERNEL),
+        y,
+        epochs,
+        optimizer="adam*",
+        learning_rate=0.05,
+        sample_weight=weights,
     )
     assert est.t_ == reference["t"]
     expected = (naive_kernel(X_test, X, **KERNEL) @ reference["coef"])[:, 0]
@@ -432,6 +438,19 @@ def test_warm_start_resumes(data, params):
         assert _relative(warm.predict(X_test), ten.predict(X_test)) < 1e-10
     else:  # the best epoch of each call is kept; the training itself continued
         np.testing.assert_allclose(warm.loss_curve_, ten.loss_curve_[5:], rtol=1e-10)
+
+
+def test_warm_start_with_precomputed_kernel(data):
+    X, y, X_test, _ = data
+    K, K_test = naive_kernel(X, **KERNEL), naive_kernel(X_test, X, **KERNEL)
+    common = dict(kernel="precomputed", learning_rate_init=0.05, **QUIET)
+    ten = AdamStarNTKRegressor(max_iter=10, **common).fit(K, y)
+    warm = AdamStarNTKRegressor(max_iter=5, warm_start=True, **common).fit(K, y)
+    warm.fit(K, y)
+    assert warm.t_ == 10
+    assert _relative(warm.predict(K_test), ten.predict(K_test)) < 1e-10
+    warm.fit(2 * K, y)  # another Gram matrix: start afresh
+    assert warm.t_ == 5
 
 
 def test_warm_start_restarts_on_new_rows(data):
@@ -763,3 +782,28 @@ def test_divergence_raises_and_keeps_previous_fit(data, params):
     assert set(est.__dict__) == set(attributes)
     assert est.n_features_in_ == 3 and est.n_iter_ == 3
     np.testing.assert_array_equal(est.predict(X_test), before)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(solver="dual"), "30 x 30 training Gram matrix.*width=.*solver='primal'"),
+        (dict(solver="eigen"), "3 copies for solver='eigen'"),
+        (dict(width=50, solver="primal"), "30 x 51 feature matrix.*smaller width"),
+    ],
+)
+def test_memory_request_fails_fast(data, monkeypatch, params, match):
+    from sklearn_adamntk import _backend
+
+    X, y, _, _ = data
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(MemoryError, match=match):
+        AdamStarNTKRegressor(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", [AdamStarNTKRegressor, AdamStarNTKClassifier])
+def test_docstrings_document_every_parameter(Estimator):
+    documented = re.findall(r"^    (\w+) : ", Estimator.__doc__, flags=re.MULTILINE)
+    assert sorted(set(Estimator().get_params()) - set(documented)) == []
+    for method in ["fit", "partial_fit", "predict", "staged_predict"]:
+        assert "Parameters" in getattr(Estimator, method).__doc__
