@@ -1073,7 +1073,9 @@ _PARAMETERS_DOC = """
         solvers: identical ``X`` and, with early stopping, the same split;
         ``solver="primal"``: the same network, any rows), with unchanged
         kernel, width, optimizer and targets (classes). Otherwise ``fit``
-        starts afresh. The shuffling continues the previous stream.
+        starts afresh. The shuffling continues the previous stream. After
+        early stopping the restored best coefficients resume with the
+        optimizer state of the last epoch, as in ``MLPRegressor``.
 
     random_state : int, RandomState instance or None, default=None
         Seeds the finite-width network, the early-stopping split and the
@@ -1097,8 +1099,10 @@ _PARAMETERS_DOC = """
         backend.
 
     n_jobs : int or None, default=None
-        Numba threads used inside ``fit`` and ``predict``; ``None`` and ``-1``
-        mean all cores.
+        Numba threads used inside ``fit`` and ``predict``, set in the calling
+        thread only; ``None`` and ``-1`` mean every thread Numba has (inside
+        joblib's loky workers, joblib already limits that to its share of
+        the cores). With joblib's threading backend, pass ``n_jobs=1``.
 """
 
 _ATTRIBUTES_DOC = """

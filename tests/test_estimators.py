@@ -592,6 +592,26 @@ def test_cross_val_score_under_joblib_backends(data, backend):
     np.testing.assert_array_equal(parallel, serial)
 
 
+def test_numba_threads_follow_n_jobs_and_are_restored(data, monkeypatch):
+    numba = pytest.importorskip("numba")
+    from sklearn_adamntk import _estimators
+    from sklearn_adamntk._optimizers import DualTrainer
+
+    seen = []
+
+    class Recording(DualTrainer):
+        def run_epoch(self, batches):
+            seen.append(numba.get_num_threads())
+            return super().run_epoch(batches)
+
+    monkeypatch.setattr(_estimators, "DualTrainer", Recording)
+    X, y, _, _ = data
+    before = numba.get_num_threads()
+    AdamStarNTKRegressor(max_iter=2, solver="dual", n_jobs=1).fit(X, y)
+    assert seen == [1, 1]
+    assert numba.get_num_threads() == before
+
+
 def test_result_does_not_depend_on_n_jobs(data):
     X, y, X_test, _ = data
     one = AdamStarNTKRegressor(max_iter=4, batch_size=8, random_state=0, n_jobs=1)
