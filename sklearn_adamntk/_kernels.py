@@ -11,11 +11,17 @@ A Gram matrix is computed in two steps, both in place in the output array:
    per-row numbers per layer, derived from the diagonal of the recursion
    (``Sigma^l(x, x)``, O(n * depth)), so no N x N temporary is ever made.
 
-The pass evaluates ``arccos`` / ``arcsin`` with Cephes' rational approximation
-after a half-angle reduction (no calls into libm, so the loops vectorise) and
-never forms a transcendental that the closed forms do not need: for ReLU,
-``sin(theta) = sqrt((1 - c)(1 + c))``.  Entries are independent of each other,
-so the result does not depend on the number of threads.
+The pass evaluates ``arccos`` / ``arcsin`` with Cephes' rational (float64) or
+polynomial (float32) approximation after a half-angle reduction, written
+without branches or calls into libm so that the loops vectorise, and forms no
+transcendental that the closed forms do not need: for ReLU,
+``sin(theta) = sqrt((1 - c)(1 + c))``.  float32 input is computed in float32,
+float64 in float64.  Entries are independent of each other, so the result does
+not depend on the number of threads.
+
+Rows are accepted down to the smallest subnormal; a row whose squared norm
+overflows (``|x|`` beyond about 1e154 in float64, 1e19 in float32) overflows
+the product itself and is not supported.
 """
 
 import math
@@ -25,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
 from threadpoolctl import ThreadpoolController
 
 KERNELS = ("nngp", "ntk")
@@ -38,9 +46,10 @@ _RELU, _ERF, _ARCCOS = 0, 1, 2
 # differently, so the product is always taken on this fixed grid of row chunks,
 # whatever ``block_rows`` is; blocks are rounded to whole chunks.
 _PRODUCT_ROWS = 256
-# Side of the square tiles of the symmetric pass (rows of the product grid are
-# a multiple of it), and the column stretch of one row of the rectangular pass.
-_TILE = 64
+# Tiles of the symmetric pass (the product grid is a multiple of their
+# height), and the stretch of one row of the rectangular pass.
+_TILE_ROWS = 64
+_TILE_COLS = 256
 _SEGMENT = 512
 
 _PI = math.pi
@@ -58,46 +67,93 @@ _Q2 = 7.049610280856842141659e1
 _Q3 = -1.471791292232726029859e2
 _Q4 = 1.395105614657485689735e2
 _Q5 = -4.918853881490881290097e1
+# Cephes asinf.c: asin(z) = z + z * zz * F(zz) for |z| <= 1/2, single precision.
+_F0 = np.float32(4.2163199048e-2)
+_F1 = np.float32(2.4181311049e-2)
+_F2 = np.float32(4.5470025998e-2)
+_F3 = np.float32(7.4953002686e-2)
+_F4 = np.float32(1.6666752422e-1)
 
 # Per-row table rows (second axis of the tables built by _row_tables).
 _N_TABLE = 5
 
+# The fused pass is compiled with floating-point contraction only: fused
+# multiply-adds are more accurate than the separate operations and take
+# 10-20 % off the pass; nothing is reassociated and NaN/inf semantics are
+# kept.  error_model="numpy" drops Python's division checks, which would
+# stop the loops from vectorising.
+_FUSED = dict(cache=True, error_model="numpy", fastmath={"contract"})
+_INLINE = dict(_FUSED, inline="always")
 
-@njit(cache=True, inline="always", error_model="numpy")
+
+def _typed(like, value):
+    """``value`` in the precision of ``like``, so float32 code stays float32."""
+    return type(like)(value)
+
+
+@overload(_typed, inline="always")
+def _typed_numba(like, value):
+    if like == types.float32:
+        return lambda like, value: np.float32(value)
+    return lambda like, value: np.float64(value)
+
+
+def _asin_reduced(z):
+    """``arcsin(z)`` for ``0 <= z <= 1/2``, to the precision of ``z``."""
+    return math.asin(z)
+
+
+@overload(_asin_reduced, inline="always")
+def _asin_reduced_numba(z):
+    if z == types.float32:
+        def asin_single(z):
+            zz = z * z
+            return z + z * zz * ((((_F0 * zz + _F1) * zz + _F2) * zz + _F3) * zz + _F4)
+        return asin_single
+
+    def asin_double(z):
+        zz = z * z
+        p = ((((_P0 * zz + _P1) * zz + _P2) * zz + _P3) * zz + _P4) * zz + _P5
+        q = ((((zz + _Q1) * zz + _Q2) * zz + _Q3) * zz + _Q4) * zz + _Q5
+        return z + z * (zz * p / q)
+    return asin_double
+
+
+@njit(**_INLINE)
 def _half_angle_asin(a):
     """For ``a`` in [0, 1]: ``(big, w)`` with ``w = asin(z)``, ``z <= 1/2``.
 
     ``big`` is ``a > 1/2``; then ``z = sqrt((1 - a) / 2)`` (so ``acos(a) = 2 w``),
-    else ``z = a``.  The reduction keeps Cephes' rational in its accurate range
-    and gives ``acos`` near 1 and ``asin`` near 0 to full relative precision.
+    else ``z = a``.  The reduction keeps the polynomial in its accurate range
+    and gives ``acos`` near 1 and ``asin`` near 0 to full relative precision;
+    written with selects, not branches, so that the loops vectorise.
     """
-    big = a > 0.5
-    z = math.sqrt(0.5 - 0.5 * a) if big else a
-    zz = z * z
-    p = ((((_P0 * zz + _P1) * zz + _P2) * zz + _P3) * zz + _P4) * zz + _P5
-    q = ((((zz + _Q1) * zz + _Q2) * zz + _Q3) * zz + _Q4) * zz + _Q5
-    return big, z + z * (zz * p / q)
+    half = _typed(a, 0.5)
+    big = a > half
+    z = math.sqrt(half - half * a) if big else a
+    return big, _asin_reduced(z)
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(**_INLINE)
 def _arccos_pair(c):
     """``(theta, pi - theta)`` for ``theta = arccos(c)``, ``c`` in [-1, 1].
 
-    Both are computed without cancellation: ``pi - arccos(c) = arccos(-c)``.
+    Both without cancellation: ``pi - arccos(c) = arccos(-c)``.
     """
     big, w = _half_angle_asin(abs(c))
-    t = 2.0 * w if big else _HALF_PI - w
-    if c >= 0.0:
-        return t, _PI - t
-    return _PI - t, t
+    t = _typed(c, 2.0) * w if big else _typed(c, _HALF_PI) - w
+    pi = _typed(c, _PI)
+    if c >= _typed(c, 0.0):
+        return t, pi - t
+    return pi - t, t
 
 
-@njit(cache=True, inline="always", error_model="numpy")
+@njit(**_INLINE)
 def _arcsin(x):
     """``arcsin(x)`` for ``x`` in [-1, 1], full relative precision near 0."""
     big, w = _half_angle_asin(abs(x))
-    r = _HALF_PI - 2.0 * w if big else w
-    return r if x >= 0.0 else -r
+    r = _typed(x, _HALF_PI) - _typed(x, 2.0) * w if big else w
+    return r if x >= _typed(x, 0.0) else -r
 
 
 @njit(cache=True, error_model="numpy")
@@ -146,8 +202,8 @@ def _row_tables(sq, scale, sw2, sb2, depth, activation, degree):
                 r = math.sqrt(s)
                 tables[layer, 0, i] = 1.0 / r if r > 0.0 else 0.0
                 tables[layer, 1, i] = r
-                # theta is undefined at a zero norm; take the theta = 0 limit
-                # by clipping c from below at 1 there.
+                # theta is undefined at a zero norm; the arc-cosine kernel
+                # takes the theta = 0 limit by clipping c from below at 1.
                 tables[layer, 2, i] = 1.0 if r == 0.0 else -1.0
                 if activation == _ARCCOS:
                     tables[layer, 1, i] = r**degree
@@ -163,44 +219,42 @@ def _row_tables(sq, scale, sw2, sb2, depth, activation, degree):
     return tables, sigma, theta
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _relu_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
+@njit(**_INLINE)
+def _relu_layer(s_buf, t_buf, m, tx, i, ty, j0, k, sb2):
     """One ReLU layer on the ``m`` entries of row ``i`` from column ``j0``.
 
     ``s_buf`` holds Sigma^l and becomes Sigma^{l+1}; ``t_buf`` likewise for
-    Theta (updated for the NNGP too: it is branch-free and cheap).
-    Table rows: 1 / sqrt(S), sqrt(S), lower clip of c (1 at a zero norm).
+    Theta (updated for the NNGP too: it is branch-free and cheap).  ``k`` is
+    ``sw2 / (2 pi)``.  Table rows: 1 / sqrt(S) (0 at a zero norm) and sqrt(S).
+    A zero norm needs no special angle here: with ``sb2 = 0`` that row stays
+    zero in every layer, whatever ``c`` is, which is the limit value.
     """
-    k = sw2 / (2.0 * _PI)
+    one = _typed(k, 1.0)
     inv_ri = tx[0, i]
     kri = k * tx[1, i]
-    lo_i = tx[2, i]
     inv_r = ty[0, j0:j0 + m]
     r = ty[1, j0:j0 + m]
-    lo = ty[2, j0:j0 + m]
     for jj in range(m):
-        c = (s_buf[jj] * inv_ri) * inv_r[jj]
-        c = min(max(max(c, lo_i), lo[jj]), 1.0)
+        c = min(max((s_buf[jj] * inv_ri) * inv_r[jj], -one), one)
         rest = _arccos_pair(c)[1]
-        sin = math.sqrt((1.0 - c) * (1.0 + c))
+        sin = math.sqrt((one - c) * (one + c))
         s_next = (kri * r[jj]) * (sin + rest * c) + sb2
         t_buf[jj] = s_next + (k * rest) * t_buf[jj]
         s_buf[jj] = s_next
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
+@njit(**_INLINE)
+def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, e_scale, dot_scale, sb2):
     """One erf layer (Williams 1997) on ``m`` entries of row ``i``.
 
-    With ``a = 1 + 2 S``, table rows are sqrt(2 / a), sqrt(2 S / a), 1 / a,
-    S / a and sqrt(a).  ``arg = 2 S12 / sqrt(a_i a_j)`` is clipped to what
-    Cauchy-Schwarz allows, and ``a_i a_j - 4 S12^2`` is evaluated as
-    ``a_i a_j * q`` with ``q`` a sum of non-negative terms, so that neither
-    huge norms (overflow of ``a_i a_j``) nor rounding (a negative difference)
-    can produce a NaN.
+    ``e_scale = 2 sw2 / pi``, ``dot_scale = 4 sw2 / pi``.  With ``a = 1 + 2 S``
+    the table rows are sqrt(2 / a), sqrt(2 S / a), 1 / a, S / a and sqrt(a).
+    ``arg = 2 S12 / sqrt(a_i a_j)`` is clipped to what Cauchy-Schwarz allows,
+    and ``a_i a_j - 4 S12^2`` is evaluated as ``a_i a_j q`` with ``q`` a sum of
+    non-negative terms, so that neither huge norms (``a_i a_j`` overflowing)
+    nor rounding (a negative difference) can give a NaN.
     """
-    e_scale = sw2 * (2.0 / _PI)
-    dot_scale = sw2 * (4.0 / _PI)
+    two = _typed(sb2, 2.0)
     h_i = tx[0, i]
     g_i = tx[1, i]
     ia_i = tx[2, i]
@@ -215,7 +269,7 @@ def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
         bound = g_i * g[jj]
         arg = (s_buf[jj] * h_i) * h[jj]
         arg = min(max(arg, -bound), bound)
-        q = ia_i * ia[jj] + 2.0 * (u_i * ia[jj] + u[jj] * ia_i)
+        q = ia_i * ia[jj] + two * (u_i * ia[jj] + u[jj] * ia_i)
         q += (bound - arg) * (bound + arg)
         s_dot = dot_scale / ((ra_i * ra[jj]) * math.sqrt(q))
         s_next = e_scale * _arcsin(arg) + sb2
@@ -223,100 +277,113 @@ def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, sw2, sb2):
         s_buf[jj] = s_next
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _arccos_layer(s_buf, m, tx, i, ty, j0, degree):
+@njit(**_INLINE)
+def _arccos_layer(s_buf, m, tx, i, ty, j0, degree, inv_pi):
     """Arc-cosine kernel of degree 0, 1 or 2 on ``m`` entries of row ``i``.
 
     ``s_buf`` holds ``<x, y>`` and becomes ``k_n(x, y)``.  Table rows as for
     ReLU, except the second is ``|x|^n``.
     """
+    one = _typed(inv_pi, 1.0)
+    two = _typed(inv_pi, 2.0)
+    three = _typed(inv_pi, 3.0)
     inv_ri = tx[0, i]
-    rn_i = tx[1, i] / _PI
+    rn_i = tx[1, i] * inv_pi
     lo_i = tx[2, i]
     inv_r = ty[0, j0:j0 + m]
     rn = ty[1, j0:j0 + m]
     lo = ty[2, j0:j0 + m]
     for jj in range(m):
         c = (s_buf[jj] * inv_ri) * inv_r[jj]
-        c = min(max(max(c, lo_i), lo[jj]), 1.0)
+        c = min(max(max(c, lo_i), lo[jj]), one)
         rest = _arccos_pair(c)[1]
-        sin = math.sqrt((1.0 - c) * (1.0 + c))
+        sin = math.sqrt((one - c) * (one + c))
         if degree == 0:
             j_n = rest
         elif degree == 1:
             j_n = sin + rest * c
         else:
-            j_n = 3.0 * sin * c + rest * (1.0 + 2.0 * c * c)
+            j_n = three * sin * c + rest * (one + two * c * c)
         s_buf[jj] = (rn_i * rn[jj]) * j_n
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _segment(row, j0, m, s_buf, t_buf, tx, i, ty, params):
-    """Every layer on ``row[j0:j0 + m]`` (raw products in, kernel values out)."""
-    scale, sw2, sb2, depth, activation, degree, ntk = params
+@njit(**_FUSED)
+def _segment(row, j0, m, s_buf, t_buf, tx, i, ty, coef, codes):
+    """Every layer on ``row[j0:j0 + m]`` (raw products in, kernel values out).
+
+    ``coef`` holds the float constants in the output's precision (see
+    :func:`_coefficients`), ``codes`` the integers (depth, activation, degree,
+    ntk).
+    """
+    scale, sb2, k, e_scale, dot_scale, inv_pi = coef
+    depth, activation, degree, ntk = codes
     for jj in range(m):
-        s = scale * np.float64(row[j0 + jj]) + sb2
+        s = scale * row[j0 + jj] + sb2
         s_buf[jj] = s
         t_buf[jj] = s
     for layer in range(depth):
         if activation == _RELU:
-            _relu_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, sw2, sb2)
+            _relu_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, k, sb2)
         elif activation == _ERF:
-            _erf_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, sw2, sb2)
+            _erf_layer(s_buf, t_buf, m, tx[layer], i, ty[layer], j0, e_scale,
+                       dot_scale, sb2)
         else:
-            _arccos_layer(s_buf, m, tx[layer], i, ty[layer], j0, degree)
+            _arccos_layer(s_buf, m, tx[layer], i, ty[layer], j0, degree, inv_pi)
     result = t_buf if ntk else s_buf
     for jj in range(m):
         row[j0 + jj] = result[jj]
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _fused_rows(out, r0, r1, tx, ty, params):
+@njit(parallel=True, **_FUSED)
+def _fused_rows(out, r0, r1, tx, ty, coef, codes):
     """Fused pass over rows ``r0:r1`` of a rectangular ``K(X, Y)``."""
     n_cols = out.shape[1]
     for i in prange(r0, r1):
-        s_buf = np.empty(_SEGMENT)
-        t_buf = np.empty(_SEGMENT)
+        s_buf = np.empty(_SEGMENT, dtype=out.dtype)
+        t_buf = np.empty(_SEGMENT, dtype=out.dtype)
         row = out[i]
         for j0 in range(0, n_cols, _SEGMENT):
             m = min(_SEGMENT, n_cols - j0)
-            _segment(row, j0, m, s_buf, t_buf, tx, i, ty, params)
+            _segment(row, j0, m, s_buf, t_buf, tx, i, ty, coef, codes)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _fused_lower(out, r0, r1, tx, diag, params):
+@njit(parallel=True, **_FUSED)
+def _fused_lower(out, r0, r1, tx, diag, coef, codes):
     """Fused pass over rows ``r0:r1`` of a symmetric ``K(X, X)``.
 
-    Reads the lower triangle (the product was only taken there), writes it
-    and its mirror image, in square tiles so that the transposed writes stay
-    in cache.  The diagonal gets ``diag``, the exact theta = 0 value.  Tiles
-    are dealt out as one flat list so that the threads get equal work.
+    Reads the lower triangle (the product was only taken there) and writes
+    it and its mirror image, tile by tile so that the transposed writes hit
+    lines still in cache.  Tiles are wide, so that each row's stretch is long
+    enough for the hardware prefetcher.  The diagonal gets ``diag``, the
+    exact theta = 0 value.  Tiles are dealt out as one flat list so that the
+    threads get equal work.
     """
-    first = r0 // _TILE
-    last = (r1 + _TILE - 1) // _TILE
+    first = r0 // _TILE_ROWS
+    last = (r1 + _TILE_ROWS - 1) // _TILE_ROWS
     n_tiles = 0
     for tile_i in range(first, last):
-        n_tiles += tile_i + 1
+        n_tiles += (min(r1, (tile_i + 1) * _TILE_ROWS) + _TILE_COLS - 1) // _TILE_COLS
     tile_rows = np.empty(n_tiles, dtype=np.int64)
     tile_cols = np.empty(n_tiles, dtype=np.int64)
     k = 0
     for tile_i in range(first, last):
-        for tile_j in range(tile_i + 1):
+        row_end = min(r1, (tile_i + 1) * _TILE_ROWS)
+        for tile_j in range((row_end + _TILE_COLS - 1) // _TILE_COLS):
             tile_rows[k] = tile_i
             tile_cols[k] = tile_j
             k += 1
     for k in prange(n_tiles):
-        s_buf = np.empty(_TILE)
-        t_buf = np.empty(_TILE)
-        i0 = tile_rows[k] * _TILE
-        i1 = min(i0 + _TILE, r1)
-        j0 = tile_cols[k] * _TILE
-        j1 = min(j0 + _TILE, r1)
-        on_diagonal = i0 == j0
+        s_buf = np.empty(_TILE_COLS, dtype=out.dtype)
+        t_buf = np.empty(_TILE_COLS, dtype=out.dtype)
+        i0 = tile_rows[k] * _TILE_ROWS
+        i1 = min(i0 + _TILE_ROWS, r1)
+        j0 = tile_cols[k] * _TILE_COLS
+        j1 = min(j0 + _TILE_COLS, i1)
         for i in range(i0, i1):
-            m = min(j1, i + 1) - j0 if on_diagonal else j1 - j0
-            _segment(out[i], j0, m, s_buf, t_buf, tx, i, tx, params)
-            if on_diagonal:
+            m = min(j1, i + 1) - j0
+            if m > 0:
+                _segment(out[i], j0, m, s_buf, t_buf, tx, i, tx, coef, codes)
+            if j0 <= i < j1:
                 out[i, i] = diag[i]
         for j in range(j0, j1):
             for i in range(max(i0, j + 1), i1):
@@ -387,7 +454,7 @@ def _products(X, other, out, chunks, n_threads):
         list(pool.map(product, chunks))
 
 
-def _gram(X, Y, tx, ty, diag, params, block_rows):
+def _gram(X, Y, tx, ty, diag, coef, codes, block_rows):
     """Product on the fixed chunk grid, then the fused pass, block by block."""
     symmetric = Y is None
     n_x = X.shape[0]
@@ -402,28 +469,47 @@ def _gram(X, Y, tx, ty, diag, params, block_rows):
     n_threads = numba.get_num_threads()
     with _SERIAL_BLAS:
         for r0, r1 in _block_steps(n_x, block_rows):
-            chunks = [
-                (c0, min(r1, c0 + _PRODUCT_ROWS),
-                 min(r1, c0 + _PRODUCT_ROWS) if symmetric else n_y)
-                for c0 in range(r0, r1, _PRODUCT_ROWS)
-            ]
+            chunks = []
+            for c0 in range(r0, r1, _PRODUCT_ROWS):
+                c1 = min(r1, c0 + _PRODUCT_ROWS)
+                chunks.append((c0, c1, c1 if symmetric else n_y))
             _products(X, other, out, chunks, n_threads)
             if symmetric:
-                _fused_lower(out, r0, r1, tx, diag, params)
+                _fused_lower(out, r0, r1, tx, diag, coef, codes)
             else:
-                _fused_rows(out, r0, r1, tx, ty, params)
+                _fused_rows(out, r0, r1, tx, ty, coef, codes)
     return out
 
 
-def _network_setup(X, kernel, activation, depth, weight_variance, bias_variance):
+def _coefficients(dtype, scale, sw2, sb2):
+    """Float constants of the fused pass, in the output's precision."""
+    f = np.dtype(dtype).type
+    return (f(scale), f(sb2), f(sw2 / (2.0 * _PI)), f(sw2 * (2.0 / _PI)),
+            f(sw2 * (4.0 / _PI)), f(1.0 / _PI))
+
+
+def _tables(X, scale, sw2, sb2, depth, activation, degree):
+    """Per-row tables in the precision of ``X``; float64 diagonals."""
+    tables, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, depth,
+                                       activation, degree)
+    if X.dtype == np.float32:
+        # 1 / |x| of a subnormal float32 row is past float32's range; capped,
+        # it still gives a finite c, where inf would give 0 * inf = NaN.
+        limit = np.finfo(np.float32).max
+        np.clip(tables, -limit, limit, out=tables)
+    return tables.astype(X.dtype, copy=False), sigma, theta
+
+
+def _network_args(X, kernel, activation, weight_variance, bias_variance):
     if kernel not in KERNELS:
         raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}.")
     if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}.")
+        raise ValueError(
+            f"activation must be one of {ACTIVATIONS}, got {activation!r}."
+        )
+    sw2 = float(weight_variance)
     code = _RELU if activation == "relu" else _ERF
-    scale = float(weight_variance) / X.shape[1]
-    return (scale, float(weight_variance), float(bias_variance), int(depth), code, 0,
-            kernel == "ntk")
+    return code, sw2 / X.shape[1], sw2, float(bias_variance)
 
 
 def kernel_matrix(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
@@ -435,8 +521,8 @@ def kernel_matrix(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
     X : ndarray of shape (n_x, n_features), float32 or float64, C-contiguous
         Validated input: finite, 2-D.
     Y : ndarray of shape (n_y, n_features) or None, default=None
-        Same dtype as ``X``.  ``None`` computes the symmetric ``K(X, X)``,
-        evaluating one triangle and mirroring it; its diagonal is exactly
+        Same dtype as ``X``.  ``None`` computes the symmetric ``K(X, X)``:
+        one triangle is evaluated and mirrored, and the diagonal is exactly
         :func:`kernel_diag`.
     kernel : {"nngp", "ntk"}, default="ntk"
         ``Sigma^{depth+1}`` or ``Theta^{depth+1}``.
@@ -449,24 +535,27 @@ def kernel_matrix(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
         ``sb2``.
     block_rows : int or None, default=None
         Rows handed to BLAS and then to the fused pass at a time, rounded up
-        to a whole number of 256-row product chunks (``None``: all rows).
-        Both steps work in place in the output, so the extra memory is
-        O((n_x + n_y) * depth) whatever the block; the result does not depend
-        on it, bit for bit.
+        to whole 256-row product chunks (``None``: all rows).  Both steps work
+        in place in the output, so the extra memory is O((n_x + n_y) * depth)
+        whatever the block; the result does not depend on it, bit for bit.
 
     Returns
     -------
     K : ndarray of shape (n_x, n_y), dtype of ``X``
+        float32 input is computed in float32 throughout (after float64
+        diagonal recursions), float64 in float64.
     """
-    params = _network_setup(X, kernel, activation, depth, weight_variance,
-                            bias_variance)
-    scale, sw2, sb2, depth, code = params[:5]
-    tx, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, depth, code, 0)
+    code, scale, sw2, sb2 = _network_args(X, kernel, activation, weight_variance,
+                                          bias_variance)
+    ntk = kernel == "ntk"
+    codes = (int(depth), code, 0, ntk)
+    coef = _coefficients(X.dtype, scale, sw2, sb2)
+    tx, sigma, theta = _tables(X, scale, sw2, sb2, int(depth), code, 0)
     if Y is None:
-        diag = theta if params[6] else sigma
-        return _gram(X, None, tx, tx, diag, params, block_rows)
-    ty = _row_tables(_row_sq_norms(Y), scale, sw2, sb2, depth, code, 0)[0]
-    return _gram(X, Y, tx, ty, sigma, params, block_rows)
+        return _gram(X, None, tx, tx, theta if ntk else sigma, coef, codes,
+                     block_rows)
+    ty = _tables(Y, scale, sw2, sb2, int(depth), code, 0)[0]
+    return _gram(X, Y, tx, ty, sigma, coef, codes, block_rows)
 
 
 def kernel_diag(X, *, kernel="ntk", activation="relu", depth=1, weight_variance=2.0,
@@ -480,11 +569,11 @@ def kernel_diag(X, *, kernel="ntk", activation="relu", depth=1, weight_variance=
     -------
     diag : ndarray of shape (n_x,), dtype of ``X``
     """
-    params = _network_setup(X, kernel, activation, depth, weight_variance,
-                            bias_variance)
-    scale, sw2, sb2, depth, code = params[:5]
-    _, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, depth, code, 0)
-    return (theta if params[6] else sigma).astype(X.dtype)
+    code, scale, sw2, sb2 = _network_args(X, kernel, activation, weight_variance,
+                                          bias_variance)
+    _, sigma, theta = _row_tables(_row_sq_norms(X), scale, sw2, sb2, int(depth),
+                                  code, 0)
+    return (theta if kernel == "ntk" else sigma).astype(X.dtype)
 
 
 def arccos_matrix(X, Y=None, *, degree=1, block_rows=None):
@@ -493,7 +582,7 @@ def arccos_matrix(X, Y=None, *, degree=1, block_rows=None):
     ``k_n(x, y) = |x|^n |y|^n J_n(theta) / pi`` with ``J_0 = pi - theta``,
     ``J_1 = sin(theta) + (pi - theta) cos(theta)`` and
     ``J_2 = 3 sin(theta) cos(theta) + (pi - theta)(1 + 2 cos(theta)^2)``.
-    At a zero row the angle is taken as 0 (so ``k_0 = 1`` there).
+    Where a row is zero the angle is taken as 0 (so ``k_0 = 1`` there).
 
     Parameters
     ----------
@@ -504,12 +593,15 @@ def arccos_matrix(X, Y=None, *, degree=1, block_rows=None):
     Returns
     -------
     K : ndarray of shape (n_x, n_y), dtype of ``X``
+        Its diagonal (``Y=None``) is exactly ``|x|^(2n)`` times 1, 1 or 3.
     """
     if degree not in ARCCOS_DEGREES:
         raise ValueError(f"degree must be one of {ARCCOS_DEGREES}, got {degree!r}.")
-    params = (1.0, 1.0, 0.0, 1, _ARCCOS, int(degree), False)
-    tx, diag, _ = _row_tables(_row_sq_norms(X), 1.0, 1.0, 0.0, 1, _ARCCOS, degree)
+    degree = int(degree)
+    codes = (1, _ARCCOS, degree, False)
+    coef = _coefficients(X.dtype, 1.0, 1.0, 0.0)
+    tx, diag, _ = _tables(X, 1.0, 1.0, 0.0, 1, _ARCCOS, degree)
     if Y is None:
-        return _gram(X, None, tx, tx, diag, params, block_rows)
-    ty = _row_tables(_row_sq_norms(Y), 1.0, 1.0, 0.0, 1, _ARCCOS, degree)[0]
-    return _gram(X, Y, tx, ty, diag, params, block_rows)
+        return _gram(X, None, tx, tx, diag, coef, codes, block_rows)
+    ty = _tables(Y, 1.0, 1.0, 0.0, 1, _ARCCOS, degree)[0]
+    return _gram(X, Y, tx, ty, diag, coef, codes, block_rows)
