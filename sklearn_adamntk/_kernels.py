@@ -26,7 +26,6 @@ the product itself and is not supported.
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -51,6 +50,9 @@ _PRODUCT_ROWS = 256
 _TILE_ROWS = 64
 _TILE_COLS = 256
 _SEGMENT = 512
+# Below this many multiply-adds the product stays on the calling thread:
+# starting threads would cost more than they save.
+_PARALLEL_PRODUCT_MIN = 2**24
 
 _PI = math.pi
 _HALF_PI = 0.5 * math.pi
@@ -408,7 +410,8 @@ class _SerialBlas:
     The product chunks are instead spread over our own threads, each calling
     single-threaded BLAS; this also makes the product's bits independent of
     the BLAS thread setting.  A counter restores the user's setting once, when
-    the last concurrent user leaves.
+    the last concurrent user leaves (meanwhile BLAS calls from other threads
+    of the process run single-threaded too).
     """
 
     def __init__(self):
@@ -438,20 +441,46 @@ _SERIAL_BLAS = _SerialBlas()
 
 
 def _products(X, other, out, chunks, n_threads):
-    """``out[c0:c1, :n_cols] = X[c0:c1] @ other[:n_cols].T`` for each chunk."""
+    """``out[c0:c1, :n_cols] = X[c0:c1] @ other[:n_cols].T`` for each chunk.
 
-    def product(chunk):
-        c0, c1, n_cols = chunk
-        np.matmul(X[c0:c1], other[:n_cols].T, out=out[c0:c1, :n_cols])
+    Spread over ``n_threads`` threads, the calling one included, in groups of
+    chunks balanced largest-first (the triangle's chunks grow with the row).
+    """
 
-    if n_threads == 1 or len(chunks) == 1:
-        for chunk in chunks:
-            product(chunk)
+    def run(group):
+        for c0, c1, n_cols in group:
+            np.matmul(X[c0:c1], other[:n_cols].T, out=out[c0:c1, :n_cols])
+
+    work = [(c1 - c0) * n_cols for c0, c1, n_cols in chunks]
+    n_groups = min(n_threads, len(chunks))
+    if n_groups <= 1 or sum(work) * X.shape[1] < _PARALLEL_PRODUCT_MIN:
+        run(chunks)
         return
-    # Largest first, handed out as threads free up, for a balanced triangle.
-    chunks = sorted(chunks, key=lambda chunk: -(chunk[1] - chunk[0]) * chunk[2])
-    with ThreadPoolExecutor(max_workers=min(n_threads, len(chunks))) as pool:
-        list(pool.map(product, chunks))
+    groups = [[] for _ in range(n_groups)]
+    loads = [0] * n_groups
+    for size, chunk in sorted(zip(work, chunks), reverse=True):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(chunk)
+        loads[lightest] += size
+    errors = []
+
+    def run_guarded(group):
+        try:
+            run(group)
+        except BaseException as error:  # re-raised in the calling thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run_guarded, args=(group,))
+               for group in groups[1:]]
+    for thread in threads:
+        thread.start()
+    try:
+        run(groups[0])
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _gram(X, Y, tx, ty, diag, coef, codes, block_rows):
