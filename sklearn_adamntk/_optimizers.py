@@ -65,13 +65,22 @@ _OPTIMIZER_CODE = {
 # over the batch: one chunk is one thread's private slice of the output.
 _COLUMN_CHUNK = 256
 
+# Below this many multiply-adds a gather runs on one thread: waking the
+# others costs more than it saves (and much more on a loaded machine).
+_PARALLEL_MIN_WORK = 2**16
+
+# Largest K_BB that a mini-batch ADAM* epoch copies out of the rows it streams
+# (above it, K_BB L is gathered from K directly, a second, scattered pass).
+_BLOCK_BUFFER_BYTES = 64 * 2**20
+
 # Cost of a symmetric eigendecomposition in units of the flops of a
 # matrix-vector product at the speed BLAS streams a Gram matrix: eigh(K) takes
 # about _EIGH_COST * N^3 such flops, i.e. time(eigh) = _EIGH_COST * N / 2 times
 # time(K @ g).  benchmarks/bench_training.py measured (numpy.linalg.eigh,
-# OpenBLAS, 2 cores) 5.6 at N = 2000, 3.2 at N = 4000, 1.6 at N = 8000 (eigh
-# runs at BLAS-3 speed while K @ g is bound by memory); 4 errs towards the
-# dual solver, which needs no second N x N matrix.
+# OpenBLAS, 2 shared cores) between 0.8 and 5.6 over N = 2000-8000 and runs
+# (eigh runs at BLAS-3 speed while K @ g is bound by memory, so the constant
+# falls as N grows); 4 errs towards the dual solver, which needs no second
+# N x N matrix.
 _EIGH_COST = 4.0
 
 
@@ -329,56 +338,101 @@ def init_state(n_rows, n_outputs, optimizer, dtype=np.float64):
 # --------------------------------------------------------------------------
 
 
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def _row_dot(row, b):
+    """``row @ b`` for contiguous 1-D arrays, vectorised.
+
+    Only reassociation (and fused multiply-add) is allowed, so NaN and inf
+    still propagate; the summation order is fixed by the compiled loop, and
+    each dot product runs on one thread, so the thread count cannot change
+    the result.  Measured 2x faster than the strict sequential loop, which
+    is bound by the latency of the additions.
+    """
+    total = 0.0
+    for p in range(row.shape[0]):
+        total += row[p] * b[p]
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def _gather_one_row(M, rows, BT, out, block, j):
+    row = M[rows[j]]
+    for c in range(BT.shape[0]):
+        out[j, c] = _row_dot(row, BT[c])
+    if block.shape[0] >= rows.shape[0]:
+        for jj in range(rows.shape[0]):
+            block[j, jj] = row[rows[jj]]
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _gather_rows_dot(M, rows, B, out):
-    """``out = M[rows] @ B`` reading each selected row once, parallel over rows."""
-    n_cols = M.shape[1]
-    k = B.shape[1]
-    for j in prange(rows.shape[0]):
+def _gather_rows_dot(M, rows, B, out, block):
+    """``out = M[rows] @ B`` reading each selected row once, parallel over rows.
+
+    When ``block`` has room (``block.shape[0] >= len(rows)``), it also
+    receives ``M[rows][:, rows]``, gathered while each row is still in cache
+    (ADAM*'s ``K_BB`` then costs no second pass over memory).
+    """
+    BT = np.ascontiguousarray(B.T)
+    if rows.shape[0] * M.shape[1] * B.shape[1] < _PARALLEL_MIN_WORK:
+        for j in range(rows.shape[0]):
+            _gather_one_row(M, rows, BT, out, block, j)
+    else:
+        for j in prange(rows.shape[0]):
+            _gather_one_row(M, rows, BT, out, block, j)
+
+
+@njit(cache=True, error_model="numpy")
+def _block_one_row(K, rows, LT, out, block, j):
+    n_rows = rows.shape[0]
+    if block.shape[0] >= n_rows:
+        row = np.ascontiguousarray(block[j, :n_rows])
+    else:
+        row = np.empty(n_rows, dtype=K.dtype)
+        for jj in range(n_rows):
+            row[jj] = K[rows[j], rows[jj]]
+    for c in range(LT.shape[0]):
+        out[j, c] = _row_dot(row, LT[c])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _gather_block_dot(K, rows, L, out, block):
+    """``out = K[rows][:, rows] @ L``, from ``block`` when it holds ``K_BB``."""
+    n_rows = rows.shape[0]
+    LT = np.ascontiguousarray(L.T)
+    if n_rows * n_rows * L.shape[1] < _PARALLEL_MIN_WORK:
+        for j in range(n_rows):
+            _block_one_row(K, rows, LT, out, block, j)
+    else:
+        for j in prange(n_rows):
+            _block_one_row(K, rows, LT, out, block, j)
+
+
+@njit(cache=True, error_model="numpy")
+def _tdot_one_chunk(M, rows, L, out, chunk):
+    start = chunk * _COLUMN_CHUNK
+    stop = min(start + _COLUMN_CHUNK, M.shape[1])
+    k = L.shape[1]
+    for p in range(start, stop):
+        for c in range(k):
+            out[p, c] = 0.0
+    for j in range(rows.shape[0]):
         r = rows[j]
-        acc = np.zeros(k)
-        for p in range(n_cols):
+        for p in range(start, stop):
             a = M[r, p]
             for c in range(k):
-                acc[c] += a * B[p, c]
-        for c in range(k):
-            out[j, c] = acc[c]
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _gather_block_dot(K, rows, L, out):
-    """``out = K[rows][:, rows] @ L``, parallel over rows."""
-    n_rows = rows.shape[0]
-    k = L.shape[1]
-    for j in prange(n_rows):
-        r = rows[j]
-        acc = np.zeros(k)
-        for jj in range(n_rows):
-            a = K[r, rows[jj]]
-            for c in range(k):
-                acc[c] += a * L[jj, c]
-        for c in range(k):
-            out[j, c] = acc[c]
+                out[p, c] += a * L[j, c]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _gather_rows_tdot(M, rows, L, out):
     """``out = M[rows].T @ L``, parallel over chunks of columns of ``M``."""
-    n_cols = M.shape[1]
-    k = L.shape[1]
-    n_chunks = (n_cols + _COLUMN_CHUNK - 1) // _COLUMN_CHUNK
-    for chunk in prange(n_chunks):
-        start = chunk * _COLUMN_CHUNK
-        stop = min(start + _COLUMN_CHUNK, n_cols)
-        for p in range(start, stop):
-            for c in range(k):
-                out[p, c] = 0.0
-        for j in range(rows.shape[0]):
-            r = rows[j]
-            for p in range(start, stop):
-                a = M[r, p]
-                for c in range(k):
-                    out[p, c] += a * L[j, c]
+    n_chunks = (M.shape[1] + _COLUMN_CHUNK - 1) // _COLUMN_CHUNK
+    if rows.shape[0] * M.shape[1] * L.shape[1] < _PARALLEL_MIN_WORK:
+        for chunk in range(n_chunks):
+            _tdot_one_chunk(M, rows, L, out, chunk)
+    else:
+        for chunk in prange(n_chunks):
+            _tdot_one_chunk(M, rows, L, out, chunk)
 
 
 @njit(cache=True, error_model="numpy")
@@ -455,12 +509,11 @@ def _step_rows(coef, moment, rows, G_rows, use_moment, keep, gain, rates, decay)
             for i in range(n):
                 for c in range(k):
                     coef[i, c] *= decay
+        # Only the batch rows can turn non-finite: 0 < decay <= 1.
         for j in range(rows.shape[0]):
             for c in range(k):
                 coef[rows[j], c] -= rates[c] * G_rows[j, c]
-        for i in range(n):
-            for c in range(k):
-                if not np.isfinite(coef[i, c]):
+                if not np.isfinite(coef[rows[j], c]):
                     n_bad += 1
     return n_bad
 
@@ -535,8 +588,10 @@ def _batch_gradient(F_rows, Y, weight, rows, loss_code):
 @njit(cache=True, error_model="numpy")
 def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
                           loss_code, optimizer_code, lr, decay, beta_1, beta_2,
-                          epsilon, momentum):
+                          epsilon, momentum, block_bytes):
     """One epoch of mini-batch steps in dual form.
+
+    ADAM* keeps ``K_BB`` in a buffer of at most ``block_bytes``.
 
     Returns ``(loss_sum, weight_sum, t, diverged)``.
     """
@@ -549,12 +604,18 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
         keep = momentum
     elif optimizer_code == _ADAM_STAR:
         keep, gain = beta_1, 1.0 - beta_1
+    block_rows = 0
+    if optimizer_code == _ADAM_STAR:
+        largest = np.max(offsets[1:] - offsets[:-1])
+        if largest * largest * K.itemsize <= block_bytes:
+            block_rows = largest
+    block = np.empty((block_rows, block_rows), dtype=K.dtype)
     loss_total = 0.0
     weight_total = 0.0
     for b in range(offsets.shape[0] - 1):
         rows = order[offsets[b]:offsets[b + 1]]
         F_rows = np.empty((rows.shape[0], k), dtype=coef.dtype)
-        _gather_rows_dot(K, rows, coef, F_rows)
+        _gather_rows_dot(K, rows, coef, F_rows, block)
         batch_loss, batch_weight, L = _batch_gradient(
             F_rows, Y, weight, rows, loss_code)
         loss_total += batch_loss
@@ -564,7 +625,7 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
         t += 1
         if optimizer_code == _ADAM_STAR:
             KL = np.empty_like(L)
-            _gather_block_dot(K, rows, L, KL)
+            _gather_block_dot(K, rows, L, KL, block)
             _column_dots(L, KL, q)
             _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates)
         if _step_rows(coef, moment, rows, L, use_moment, keep, gain, rates, decay) > 0:
@@ -592,12 +653,13 @@ def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offs
         keep = momentum
     elif optimizer_code == _ADAM_STAR:
         keep, gain = beta_1, 1.0 - beta_1
+    no_block = np.empty((0, 0), dtype=Psi.dtype)
     loss_total = 0.0
     weight_total = 0.0
     for b in range(offsets.shape[0] - 1):
         rows = order[offsets[b]:offsets[b + 1]]
         F_rows = np.empty((rows.shape[0], k), dtype=coef.dtype)
-        _gather_rows_dot(Psi, rows, coef, F_rows)
+        _gather_rows_dot(Psi, rows, coef, F_rows, no_block)
         batch_loss, batch_weight, L = _batch_gradient(
             F_rows, Y, weight, rows, loss_code)
         loss_total += batch_loss
@@ -757,16 +819,19 @@ def _check_square(K, name="K"):
 
 def _as_batches(batches, n_rows):
     """Concatenated row order and batch offsets, checked against ``n_rows``."""
+    empty = ValueError("batches must be a non-empty list of non-empty index arrays.")
     if len(batches) == 1:  # full batch: the common case, kept cheap
         order = np.ascontiguousarray(batches[0], dtype=np.intp).ravel()
         offsets = np.array([0, order.shape[0]], dtype=np.intp)
+        if order.shape[0] == 0:
+            raise empty
     else:
         batches = [np.asarray(batch, dtype=np.intp).ravel() for batch in batches]
-        order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.intp)
+        if not batches or any(batch.shape[0] == 0 for batch in batches):
+            raise empty
+        order = np.concatenate(batches)
         offsets = np.zeros(len(batches) + 1, dtype=np.intp)
         offsets[1:] = np.cumsum([batch.shape[0] for batch in batches])
-    if offsets.shape[0] < 2 or np.any(offsets[1:] == offsets[:-1]):
-        raise ValueError("batches must be a non-empty list of non-empty index arrays.")
     if not _indices_in_range(order, n_rows):
         raise ValueError(f"Batch indices must lie in [0, {n_rows}).")
     return order, offsets
@@ -908,10 +973,13 @@ class DualTrainer(_BatchTrainer):
     Notes
     -----
     A mini-batch step computes ``f_B = K[B] @ A`` (one pass over the batch
-    rows of ``K``).  A full-batch step instead keeps ``F = K A`` and
-    ``U = K M`` up to date (DESIGN 3.1, function-space form), so that it needs
-    a single product ``K @ L``, which gives both ``diag(L^T K L)`` and the
-    updates of ``F`` and ``U``: one pass over ``K`` per step.
+    rows of ``K``); ADAM* copies ``K_BB`` out of those rows while they are in
+    cache (up to a 64 MiB buffer), so an epoch streams ``K`` about once.
+
+    A full-batch step instead keeps ``F = K A`` and ``U = K M`` up to date
+    (DESIGN 3.1, function-space form), so that it needs a single product
+    ``K @ L``, which gives both ``diag(L^T K L)`` and the updates of ``F`` and
+    ``U``: one pass over ``K`` per step.
     """
 
     def __init__(self, K, Y, settings, loss, sample_weight=None, coef=None,
@@ -938,7 +1006,7 @@ class DualTrainer(_BatchTrainer):
         self._F = self._U = None
         loss_sum, weight_sum, self._t, diverged = _dual_minibatch_epoch(
             self._K, self._Y, self._weight, self._coef, self._moment, self._second,
-            self._t, order, offsets, *self._step_scalars()
+            self._t, order, offsets, *self._step_scalars(), _BLOCK_BUFFER_BYTES
         )
         return loss_sum, weight_sum, diverged
 

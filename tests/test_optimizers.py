@@ -17,6 +17,7 @@ from naive_dynamics import (
     weight_space_training,
 )
 
+from sklearn_adamntk import _optimizers
 from sklearn_adamntk._optimizers import (
     LOSSES,
     DualTrainer,
@@ -155,6 +156,19 @@ def test_trainers_match_naive_dynamics(loss, optimizer, batching):
         np.testing.assert_allclose(state.second_moment, reference["second_moment"],
                                    rtol=1e-12)
     assert state.t == reference["t"]
+
+
+def test_minibatch_adam_star_without_the_block_buffer(monkeypatch):
+    # Batches whose K_BB does not fit the buffer gather it from K instead.
+    monkeypatch.setattr(_optimizers, "_BLOCK_BUFFER_BYTES", 0)
+    Psi, _ = make_features()
+    K = Psi @ Psi.T
+    Y = make_targets("softmax")
+    epochs = epochs_of("mini", 4)
+    reference = dual_training(K, Y, epochs, optimizer="adam*", loss="softmax", **HYPER)
+    dual = DualTrainer(K, Y, settings("adam*"), "softmax")
+    np.testing.assert_allclose(run(dual, epochs), reference["losses"], rtol=1e-12)
+    assert relative_error(dual.coef, reference["coef"]) < 1e-12
 
 
 def test_zero_weight_batch_is_a_step_without_gradient():
@@ -422,9 +436,14 @@ def test_eigen_resumes_a_fit_made_with_other_weights():
 
 
 def test_results_do_not_depend_on_the_thread_count():
-    Psi, _ = make_features(n_columns=600)  # several column chunks
+    # Large enough for the gathers to run in parallel (several column chunks,
+    # batches of 150 rows and 3 outputs).
+    n = 300
+    Psi, _ = make_features(n_train=n, n_new=0, n_columns=400)
     K = Psi @ Psi.T
-    Y = make_targets("softmax")
+    Y = make_targets("softmax", n=n)
+    order = np.random.default_rng(9).permutation(n)
+    epochs = [[order[:150], order[150:]]] * 2
     results = []
     previous = numba.get_num_threads()
     try:
@@ -432,14 +451,20 @@ def test_results_do_not_depend_on_the_thread_count():
             numba.set_num_threads(n_threads)
             dual = DualTrainer(K, Y, settings("adam*"), "softmax")
             primal = PrimalTrainer(Psi, Y, settings("adam"), "softmax")
-            run(dual, epochs_of("mini", 3))
-            run(primal, epochs_of("mini", 3))
+            run(dual, epochs)
+            run(primal, epochs)
             results.append((dual.coef, primal.coef))
     finally:
         numba.set_num_threads(previous)
     for dual_coef, primal_coef in results[1:]:
         np.testing.assert_array_equal(dual_coef, results[0][0])
         np.testing.assert_array_equal(primal_coef, results[0][1])
+    # The parallel paths are also right.
+    reference = dual_training(K, Y, epochs, optimizer="adam*", loss="softmax", **HYPER)
+    assert relative_error(results[0][0], reference["coef"]) < 1e-12
+    primal = PrimalTrainer(Psi, Y, settings("adam*"), "softmax")
+    run(primal, epochs)
+    assert relative_error(Psi @ primal.coef, K @ reference["coef"]) < 1e-10
 
 
 # --------------------------------------------------------------------------
