@@ -8,19 +8,23 @@ formula over speed or memory.
 import numpy as np
 
 
-def _relu_expectations(s11, s22, s12):
-    """E[relu(u) relu(v)] and E[step(u) step(v)] for a centred Gaussian pair."""
+def _relu_expectations(s11, s22, s12, same=False):
+    """E[relu(u) relu(v)] and E[step(u) step(v)] for a centred Gaussian pair.
+
+    ``same`` marks the pairs of a point with itself, whose angle is exactly
+    zero (DESIGN 4); elsewhere arccos of a rounded 1 would lose digits.
+    """
     norm = np.sqrt(s11 * s22)
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > 0, s12 / np.where(norm > 0, norm, 1.0), 1.0)
-    cos = np.clip(cos, -1.0, 1.0)
+    cos = np.where(same, 1.0, np.clip(cos, -1.0, 1.0))
     theta = np.arccos(cos)
     e_phi = norm * (np.sin(theta) + (np.pi - theta) * cos) / (2 * np.pi)
     e_dphi = (np.pi - theta) / (2 * np.pi)
     return e_phi, e_dphi
 
 
-def _erf_expectations(s11, s22, s12):
+def _erf_expectations(s11, s22, s12, same=False):
     """E[erf(u) erf(v)] and E[erf'(u) erf'(v)] (Williams 1997)."""
     denom = (1 + 2 * s11) * (1 + 2 * s22)
     arg = np.clip(2 * s12 / np.sqrt(denom), -1.0, 1.0)
@@ -41,11 +45,12 @@ def network_kernel(X, Y=None, kernel="ntk", activation="relu", depth=1,
     s12 = sw2 * (X @ Y.T) / d + sb2
     s11 = (sw2 * np.sum(X * X, axis=1) / d + sb2)[:, None] * np.ones_like(s12)
     s22 = (sw2 * np.sum(Y * Y, axis=1) / d + sb2)[None, :] * np.ones_like(s12)
+    same = np.eye(len(X), dtype=bool) if Y is X else False
     theta = s12.copy()
     for _ in range(depth):
-        e12, edot12 = expect(s11, s22, s12)
-        e11, _ = expect(s11, s11, s11)
-        e22, _ = expect(s22, s22, s22)
+        e12, edot12 = expect(s11, s22, s12, same)
+        e11, _ = expect(s11, s11, s11, True)
+        e22, _ = expect(s22, s22, s22, True)
         sdot = sw2 * edot12
         s12 = sw2 * e12 + sb2
         s11 = sw2 * e11 + sb2
