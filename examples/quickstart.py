@@ -29,11 +29,7 @@ def main():
 
     # The same kernel the network model trained on, for a fair baseline.
     kernel = NetworkKernel(
-        kernel=model.kernel,
-        activation=model.activation,
-        depth=model.depth,
-        weight_variance=model.weight_variance,
-        bias_variance=model.bias_variance,
+        **{name: getattr(model, name) for name in NetworkKernel().get_params()}
     )
     ridge = make_pipeline(StandardScaler(), KernelRidge(kernel=kernel, alpha=1.0))
     ridge.fit(X_train, y_train - y_train.mean())

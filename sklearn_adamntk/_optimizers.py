@@ -466,6 +466,20 @@ def _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates):
 
 
 @njit(cache=True, error_model="numpy")
+def _moment_rule(optimizer_code, beta_1, momentum):
+    """``(use_moment, keep, gain)`` of the first-moment update ``M = keep M + gain G``.
+
+    Heavy ball keeps ``momentum`` of the buffer and adds the whole gradient;
+    Adam and ADAM* take the exponential average; SGD has no buffer.
+    """
+    if optimizer_code == _MOMENTUM:
+        return True, momentum, 1.0
+    if optimizer_code == _ADAM_STAR or optimizer_code == _ADAM:
+        return True, beta_1, 1.0 - beta_1
+    return False, 0.0, 1.0
+
+
+@njit(cache=True, error_model="numpy")
 def _step_dense(coef, moment, G, use_moment, keep, gain, rates, decay):
     """``M = keep M + gain G; coef = decay coef - rates M`` (or ``- rates G``).
 
@@ -548,15 +562,11 @@ def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr, 
     """
     k = coef.shape[1]
     rates = np.full(k, lr)
-    keep, gain = 0.0, 1.0
-    if optimizer_code == _MOMENTUM:
-        keep = momentum
-    elif optimizer_code == _ADAM_STAR:
-        keep, gain = beta_1, 1.0 - beta_1
+    use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
+    if optimizer_code == _ADAM_STAR:
         q = np.empty(k)
         _column_dots(L, KL, q)
         _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates)
-    use_moment = optimizer_code != _SGD
     n_bad = _step_dense(coef, moment, L, use_moment, keep, gain, rates, decay)
     return n_bad + _step_dense(F, U, KL, use_moment, keep, gain, rates, decay)
 
@@ -598,12 +608,7 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
     k = coef.shape[1]
     rates = np.full(k, lr)
     q = np.empty(k)
-    use_moment = optimizer_code != _SGD
-    keep, gain = 0.0, 1.0
-    if optimizer_code == _MOMENTUM:
-        keep = momentum
-    elif optimizer_code == _ADAM_STAR:
-        keep, gain = beta_1, 1.0 - beta_1
+    use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
     block_rows = 0
     if optimizer_code == _ADAM_STAR:
         largest = np.max(offsets[1:] - offsets[:-1])
@@ -647,12 +652,7 @@ def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offs
     rates = np.full(k, lr)
     q = np.empty(k)
     G = np.empty_like(coef)
-    use_moment = optimizer_code != _SGD
-    keep, gain = 0.0, 1.0
-    if optimizer_code == _MOMENTUM:
-        keep = momentum
-    elif optimizer_code == _ADAM_STAR:
-        keep, gain = beta_1, 1.0 - beta_1
+    use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
     no_block = np.empty((0, 0), dtype=Psi.dtype)
     loss_total = 0.0
     weight_total = 0.0
@@ -903,15 +903,6 @@ class _BatchTrainer:
             s.momentum,
         )
 
-    def _moment_rule(self):
-        """``(use_moment, keep, gain)`` of the first-moment update."""
-        s = self._settings
-        if s.optimizer == "momentum":
-            return True, s.momentum, 1.0
-        if s.optimizer in ("adam*", "adam"):
-            return True, s.beta_1, 1.0 - s.beta_1
-        return False, 0.0, 1.0
-
     def _full_gradient(self, F):
         """Weighted loss sum and ``L`` on every training row."""
         scale = self._weight / self._weight_sum
@@ -1095,7 +1086,8 @@ class PrimalTrainer(_BatchTrainer):
                 _column_dots(G, G, q)
                 _adam_star_rates(self._second, q, self._t, s.learning_rate, s.beta_1,
                                  s.beta_2, s.epsilon, rates)
-            use_moment, keep, gain = self._moment_rule()
+            use_moment, keep, gain = _moment_rule(
+                _OPTIMIZER_CODE[s.optimizer], s.beta_1, s.momentum)
             n_bad = _step_dense(self._coef, self._moment, G, use_moment, keep, gain,
                                 rates, decay)
         return loss_sum, self._weight_sum, n_bad > 0

@@ -23,19 +23,6 @@ ACTIVATIONS = ("relu", "erf")
 VARIANCES = [(2.0, 0.0), (1.5, 0.3), (0.7, 1.1)]
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((7, 5)), rng.standard_normal((6, 5))
-
-
-@pytest.fixture(scope="module")
-def large():
-    """More rows than one product chunk, so blocks, chunks and tiles all vary."""
-    rng = np.random.default_rng(1)
-    return rng.standard_normal((600, 5)), rng.standard_normal((300, 5))
-
-
 def _params(kernel, activation, depth, variances):
     sw2, sb2 = variances
     return dict(kernel=kernel, activation=activation, depth=depth,

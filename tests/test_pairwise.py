@@ -11,18 +11,6 @@ from naive import network_kernel as naive_kernel
 from sklearn_adamntk._pairwise import arccos_kernel, network_kernel, network_kernel_diag
 
 
-@pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((7, 5)), rng.standard_normal((6, 5))
-
-
-@pytest.fixture(scope="module")
-def large():
-    rng = np.random.default_rng(1)
-    return rng.standard_normal((600, 5)), rng.standard_normal((300, 5))
-
-
 @pytest.mark.parametrize("params", [
     dict(),
     dict(kernel="nngp", activation="erf", depth=3, weight_variance=1.3,
