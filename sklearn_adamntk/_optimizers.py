@@ -596,6 +596,19 @@ def _batch_gradient(F_rows, Y, weight, rows, loss_code):
 
 
 @njit(cache=True, error_model="numpy")
+def _batch_loss_gradient(rows_source, rows, coef, Y, weight, loss_code, block):
+    """Outputs on the batch (``rows_source[rows] @ coef``), then its loss and ``L``.
+
+    ``rows_source`` is the Gram matrix (dual form) or the features (primal
+    form): either way a batch's outputs are its rows times the coefficients.
+    Returns ``(weighted loss sum, weight sum, L)``.
+    """
+    F_rows = np.empty((rows.shape[0], coef.shape[1]), dtype=coef.dtype)
+    _gather_rows_dot(rows_source, rows, coef, F_rows, block)
+    return _batch_gradient(F_rows, Y, weight, rows, loss_code)
+
+
+@njit(cache=True, error_model="numpy")
 def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
                           loss_code, optimizer_code, lr, decay, beta_1, beta_2,
                           epsilon, momentum, block_bytes):
@@ -619,10 +632,8 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
     weight_total = 0.0
     for b in range(offsets.shape[0] - 1):
         rows = order[offsets[b]:offsets[b + 1]]
-        F_rows = np.empty((rows.shape[0], k), dtype=coef.dtype)
-        _gather_rows_dot(K, rows, coef, F_rows, block)
-        batch_loss, batch_weight, L = _batch_gradient(
-            F_rows, Y, weight, rows, loss_code)
+        batch_loss, batch_weight, L = _batch_loss_gradient(
+            K, rows, coef, Y, weight, loss_code, block)
         loss_total += batch_loss
         weight_total += batch_weight
         if not np.isfinite(batch_loss):
@@ -658,10 +669,8 @@ def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offs
     weight_total = 0.0
     for b in range(offsets.shape[0] - 1):
         rows = order[offsets[b]:offsets[b + 1]]
-        F_rows = np.empty((rows.shape[0], k), dtype=coef.dtype)
-        _gather_rows_dot(Psi, rows, coef, F_rows, no_block)
-        batch_loss, batch_weight, L = _batch_gradient(
-            F_rows, Y, weight, rows, loss_code)
+        batch_loss, batch_weight, L = _batch_loss_gradient(
+            Psi, rows, coef, Y, weight, loss_code, no_block)
         loss_total += batch_loss
         weight_total += batch_weight
         if not np.isfinite(batch_loss):
