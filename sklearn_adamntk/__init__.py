@@ -3,6 +3,7 @@
 The public names live here; every other module is private and may change.
 """
 
+from ._display import LossCurveDisplay
 from ._estimators import AdamStarNTKClassifier, AdamStarNTKRegressor
 from ._kernel_objects import NetworkKernel, RandomNetworkFeatures
 from ._pairwise import arccos_kernel, network_kernel, network_kernel_diag
@@ -12,6 +13,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "AdamStarNTKClassifier",
     "AdamStarNTKRegressor",
+    "LossCurveDisplay",
     "NetworkKernel",
     "RandomNetworkFeatures",
     "__version__",
