@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend
+from . import _backend, _eigen_cache
 from ._optimizers import (
     DualTrainer,
     EigenTrainer,
@@ -382,12 +382,28 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         )
         full_batch = batch_size >= n_train
 
+        # Without a network to draw, the eigen cache can be consulted before
+        # the solver is chosen, so that "auto" knows the eigensolve is paid.
+        eigen_key = None
+        if (
+            not online
+            and self.width is None
+            and self.solver in ("auto", "eigen")
+            and full_batch
+        ):
+            eigen_key = self._eigen_key(X, train_rows, sample_weight, None)
         if continuing:
             resume = previous
             solver = "primal" if previous["solver_"] == "primal" else "dual"
         else:
             solver = self._resolve_solver(
-                X, n_train, targets["Y"].shape[1], targets["loss"], full_batch, online
+                X,
+                n_train,
+                targets["Y"].shape[1],
+                targets["loss"],
+                full_batch,
+                online,
+                eigen_key,
             )
             resume = self._resumable(previous, X, solver, targets, train_rows)
             if resume is not None:
@@ -422,6 +438,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             resume,
             network,
             continuing,
+            eigen_key,
         )
 
         if form == "primal":
@@ -497,8 +514,23 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             )
         return X, y, sample_weight
 
-    def _check_memory(self, solver, n_train, X):
-        """Fail fast, with what to change, when the training operator cannot fit."""
+    def _check_memory(self, solver, n_train, X, *, cached=False):
+        """Fail fast, with what to change, when the training operator cannot fit.
+
+        ``cached``: the eigendecomposition is cached, so no ``N x N`` array is
+        allocated.  Cached decompositions are dropped before giving up.
+        """
+        if cached:
+            return
+        try:
+            self._check_allocations(solver, n_train, X)
+        except MemoryError:
+            if not _eigen_cache.nbytes():
+                raise
+            _eigen_cache.clear()
+            self._check_allocations(solver, n_train, X)
+
+    def _check_allocations(self, solver, n_train, X):
         itemsize = X.dtype.itemsize
         if solver == "primal":
             n_columns = n_feature_columns(
@@ -511,12 +543,12 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 "float32 input",
             )
             return
-        # eigen keeps the Gram matrix, its weighted copy and the eigenvectors.
-        copies = 3 if solver == "eigen" else 1
+        # eigen weights the Gram matrix in place and adds the eigenvectors.
+        copies = 2 if solver == "eigen" else 1
         _backend.check_allocation(
             copies * n_train * n_train * itemsize,
             f"the {n_train} x {n_train} training Gram matrix"
-            + (" (3 copies for solver='eigen')" if copies > 1 else ""),
+            + (" (and its eigenvectors for solver='eigen')" if copies > 1 else ""),
             "use width=... with solver='primal' (a finite network, memory "
             "linear in the rows), float32 input, or fewer rows",
         )
@@ -547,12 +579,15 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         resume,
         network,
         continuing,
+        eigen_key,
     ):
         """The trainer, and what the epoch loop needs around it.
 
         Returns ``(trainer, val_operator, X_fit, n_support, batch_offset)``:
         ``val_operator`` maps coefficients to held-out outputs (kernel or
         features of the validation rows, None without early stopping).
+        ``eigen_key`` is the cache key of the training Gram matrix, when the
+        solver choice already needed it.
         """
         settings = OptimizerSettings(
             optimizer=self.optimizer,
@@ -567,8 +602,11 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         Y = np.ascontiguousarray(targets["Y"], dtype=X.dtype)
         rows = slice(None) if train_rows is None else train_rows
         n_train = X.shape[0] if train_rows is None else train_rows.size
+        if solver == "eigen" and eigen_key is None:
+            eigen_key = self._eigen_key(X, train_rows, sample_weight, network)
         if not continuing:
-            self._check_memory(solver, n_train, X)
+            cached = solver == "eigen" and _eigen_cache.get(eigen_key) is not None
+            self._check_memory(solver, n_train, X, cached=cached)
         Y_train, sw_train = Y[rows], sample_weight[rows]
 
         if solver == "primal":
@@ -592,30 +630,19 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             )
             return trainer, None, X_fit, X_fit.shape[0], batch_offset
 
-        if self.kernel == "precomputed":
-            X_fit = None
-            K_train = X if train_rows is None else X[np.ix_(train_rows, train_rows)]
-            K_train = np.ascontiguousarray(K_train)
-        else:
-            X_fit = X
-            K_train = self._gram(X[rows], network=network)
+        X_fit = None if self.kernel == "precomputed" else X
         coef = state = None
         if resume is not None:
             coef = resume["dual_coef_"][rows]
             state = _restrict_state(resume["_state"], train_rows)
         if solver == "eigen":
-            trainer = EigenTrainer(
-                eigen_decomposition(K_train, sample_weight=sw_train),
-                K_train,
-                Y_train,
-                settings,
-                sample_weight=sw_train,
-                coef=coef,
-                state=state,
+            trainer = self._eigen_trainer(
+                eigen_key, X, train_rows, network, Y_train, sw_train, settings, coef,
+                state,
             )
         else:
             trainer = DualTrainer(
-                K_train,
+                self._train_gram(X, train_rows, network),
                 Y_train,
                 settings,
                 loss,
@@ -631,7 +658,60 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 val_operator = self._gram(X[val_rows], X[train_rows], network=network)
         return trainer, val_operator, X_fit, X.shape[0], 0
 
-    def _resolve_solver(self, X, n_train, n_outputs, loss, full_batch, online):
+    def _train_gram(self, X, train_rows, network):
+        """Gram matrix among the training rows."""
+        if self.kernel == "precomputed":
+            K = X if train_rows is None else X[np.ix_(train_rows, train_rows)]
+            return np.ascontiguousarray(K)
+        rows = slice(None) if train_rows is None else train_rows
+        return self._gram(X[rows], network=network)
+
+    def _eigen_key(self, X, train_rows, sample_weight, network):
+        """Digest of what the training Gram matrix and its weighting depend on."""
+        return _eigen_cache.cache_key(
+            self._kernel_params(),
+            self.depth,
+            network,
+            X,
+            train_rows,
+            sample_weight,
+        )
+
+    def _eigen_trainer(
+        self, key, X, train_rows, network, Y, sample_weight, settings, coef, state
+    ):
+        """An :class:`EigenTrainer`, on a cached eigendecomposition when possible.
+
+        The Gram matrix is computed only when the decomposition is not cached
+        or a resumed model needs it, and is decomposed in place when nothing
+        else needs it afterwards.
+        """
+        decomposition = _eigen_cache.get(key)
+        resuming = coef is not None
+        K = None
+        if decomposition is None or resuming:
+            K = self._train_gram(X, train_rows, network)
+        if decomposition is None:
+            in_place = not resuming and K is not X
+            decomposition = eigen_decomposition(
+                K, sample_weight=sample_weight, overwrite_K=in_place
+            )
+            if in_place:
+                K = None
+            _eigen_cache.put(key, decomposition)
+        return EigenTrainer(
+            decomposition,
+            K,
+            Y,
+            settings,
+            sample_weight=sample_weight,
+            coef=coef,
+            state=state,
+        )
+
+    def _resolve_solver(
+        self, X, n_train, n_outputs, loss, full_batch, online, eigen_key
+    ):
         if online:
             # Online training keeps adding rows: the weights of a finite
             # network do not grow with them, the dual coefficients do.
@@ -653,6 +733,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             loss=loss,
             optimizer=self.optimizer,
             max_iter=self.max_iter,
+            eigen_cached=eigen_key is not None
+            and _eigen_cache.get(eigen_key) is not None,
         )
 
     def _same_training_rows(self, previous, X, train_rows):
@@ -950,22 +1032,33 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         """Model outputs ``f(X)`` of shape (n_samples, n_outputs_), in blocks."""
         X = self._validate_X_predict(X)
         coef = self.coef_ if self.solver_ == "primal" else self.dual_coef_
-        n_cols = coef.shape[0]
+        return self._blocked_product(X, coef)
+
+    def _staged_raw_predict(self, X):
+        """Outputs after each epoch, from one blocked pass over ``X``.
+
+        The operator (kernel against the support set, or features) of a block
+        of rows multiplies the coefficients of every epoch at once, so the
+        extra memory is the outputs and one block, never the whole operator.
+        """
+        X = self._validate_X_predict(X)
+        if not self._coef_path:
+            return
+        k = self._coef_path[0].shape[1]
+        outputs = self._blocked_product(X, np.concatenate(self._coef_path, axis=1))
+        for epoch in range(len(self._coef_path)):
+            yield outputs[:, epoch * k : (epoch + 1) * k]
+
+    def _blocked_product(self, X, coef):
+        """``operator(X) @ coef``, with the operator built in row blocks."""
         step = _backend.block_rows(
-            n_cols, np.float64, get_config()["working_memory"], n_temporaries=2
+            coef.shape[0], np.float64, get_config()["working_memory"], n_temporaries=2
         )
         out = np.empty((X.shape[0], coef.shape[1]), dtype=np.result_type(X, coef))
         with _backend.numba_threads(self.n_jobs):
             for rows in gen_batches(X.shape[0], step):
                 out[rows] = self._operator(X[rows]) @ coef
         return out
-
-    def _staged_raw_predict(self, X):
-        X = self._validate_X_predict(X)
-        with _backend.numba_threads(self.n_jobs):
-            operator = self._operator(X)
-        for coef in self._coef_path:
-            yield operator @ coef
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -49,6 +49,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 from numba import njit, prange
 
 LOSSES = ("squared", "logistic", "softmax")
@@ -1132,19 +1133,26 @@ class EigenDecomposition:
     weight_sum: float
 
 
-def eigen_decomposition(K, sample_weight=None):
+def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):
     """Eigendecomposition of ``W^1/2 K W^1/2`` for :class:`EigenTrainer`.
 
-    One ``O(N^3)`` ``eigh`` (and a second ``N x N`` array) that every
-    optimizer setting on the same kernel and weights can reuse.  Rows with
-    zero weight give zero rows and columns: their directions get eigenvalue
-    zero and never move, which is how the pseudo-inverse ``W^-1/2`` is taken.
+    One ``O(N^3)`` symmetric eigensolve that every optimizer setting on the
+    same kernel and weights can reuse.  Rows with zero weight give zero rows
+    and columns: their directions get eigenvalue zero and never move, which
+    is how the pseudo-inverse ``W^-1/2`` is taken.
+
+    LAPACK's MRRR driver (``syevr``) is used: its workspace is ``O(N)``, so
+    the peak is the weighted matrix plus the eigenvectors, ``2 N^2`` numbers
+    (``numpy.linalg.eigh`` copies its input and ``syevd`` needs ``2 N^2`` more).
 
     Parameters
     ----------
     K : ndarray of shape (N, N)
         Symmetric positive semi-definite training Gram matrix.
     sample_weight : ndarray of shape (N,), default=None
+    overwrite_K : bool, default=False
+        Weight and decompose ``K`` in place (its contents are destroyed),
+        saving one ``N x N`` array when the caller no longer needs it.
 
     Returns
     -------
@@ -1153,14 +1161,24 @@ def eigen_decomposition(K, sample_weight=None):
     K = _check_square(K)
     weight = _check_sample_weight(sample_weight, K.shape[0], K.dtype)
     sqrt_weight = np.sqrt(weight)
-    weighted = K * sqrt_weight[:, None]
+    if overwrite_K and K.flags.writeable:
+        weighted = K
+        weighted *= sqrt_weight[:, None]
+    else:
+        weighted = K * sqrt_weight[:, None]
     weighted *= sqrt_weight[None, :]
-    eigenvalues, eigenvectors = np.linalg.eigh(weighted)
+    # LAPACK works in column-major order: the transpose of the symmetric
+    # matrix is the same matrix, and lets LAPACK overwrite it without a copy.
+    eigenvalues, eigenvectors = scipy.linalg.eigh(
+        weighted.T, overwrite_a=True, check_finite=False, driver="evr"
+    )
     del weighted
     np.maximum(eigenvalues, 0, out=eigenvalues)
     return EigenDecomposition(
         eigenvalues=eigenvalues,
-        eigenvectors=np.ascontiguousarray(eigenvectors),
+        # LAPACK's column-major Q is kept as it is (a C-order copy would be a
+        # third N x N array); every use of it is a BLAS product.
+        eigenvectors=eigenvectors,
         sample_weight=weight,
         sqrt_weight=sqrt_weight,
         weight_sum=float(weight.sum()),
@@ -1191,9 +1209,11 @@ class EigenTrainer:
     ----------
     decomposition : EigenDecomposition
         From :func:`eigen_decomposition` on the same ``K`` and weights.
-    K : ndarray of shape (N, N)
-        The Gram matrix (used only to resume from non-zero ``coef`` or
-        ``state`` and by :meth:`train_predictions`).
+    K : ndarray of shape (N, N) or None
+        The Gram matrix, used only to resume from a non-zero ``coef`` (or a
+        momentum on zero-weight rows) and by :meth:`train_predictions`.
+        ``None`` when training starts from zero: the decomposition is then
+        all the trainer needs, and the Gram matrix can be freed.
     Y : ndarray of shape (N, k) or (N,)
     settings : OptimizerSettings
         ``optimizer`` in ``{"adam*", "sgd", "momentum"}``.
@@ -1231,11 +1251,14 @@ class EigenTrainer:
                 "The eigen solver runs adam*, sgd and momentum, not "
                 f"{settings.optimizer!r}."
             )
-        K = _check_square(K)
         Q = decomposition.eigenvectors
         n = Q.shape[0]
-        if K.shape[0] != n:
-            raise ValueError(f"K has {K.shape[0]} rows but the decomposition {n}.")
+        if K is not None:
+            K = _check_square(K)
+            if K.shape[0] != n:
+                raise ValueError(
+                    f"K has {K.shape[0]} rows but the decomposition {n}."
+                )
         dtype = Q.dtype
         if sample_weight is not None:
             weight = _check_sample_weight(sample_weight, n, dtype)
@@ -1255,6 +1278,8 @@ class EigenTrainer:
         A0 = _check_coef(coef, n, k, dtype)
         state = _check_state(state, n, k, settings.optimizer, dtype)
         self._A0 = A0 if np.any(A0) else None
+        if self._A0 is not None:
+            self._require_K("resume from non-zero coefficients")
         self._second = state.second_moment
         self._t = state.t
 
@@ -1278,9 +1303,14 @@ class EigenTrainer:
             self._mu = Q.T @ scaled
             perp = np.where(positive[:, None], 0, M0)
             if np.any(perp):
+                self._require_K("resume a momentum on zero-weight rows")
                 self._M0_perp = perp
                 self._zeta = Q.T @ (sqrt_w[:, None] * (K @ perp))
         self._path = []
+
+    def _require_K(self, purpose):
+        if self._K is None:
+            raise ValueError(f"EigenTrainer needs the Gram matrix K to {purpose}.")
 
     @property
     def coef(self):
@@ -1311,6 +1341,7 @@ class EigenTrainer:
 
     def train_predictions(self):
         """Current outputs ``F = K A`` on the training rows, shape (N, k)."""
+        self._require_K("compute the training outputs")
         return self._K @ self.coef
 
     def run_epoch(self, batches=None):
@@ -1374,7 +1405,7 @@ class EigenTrainer:
 
 
 def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
-                  optimizer, max_iter):
+                  optimizer, max_iter, eigen_cached=False):
     """Pick the cheapest exact solver for one fit.
 
     Cost model, in flops (a multiply-add counts 2), with ``N = n_samples``,
@@ -1387,7 +1418,10 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
       ``_EIGH_COST * N^3`` with ``_EIGH_COST = 4`` measured as
       ``time(eigh) / time(K @ g)`` in BLAS-streaming flops, plus
       ``6 N^2 k`` to enter and leave the eigenbasis and ``T * 10 N k`` for
-      the epochs; plus the Gram at finite width.  Memory ``2 N^2``.
+      the epochs; plus the Gram at finite width.  Memory ``2 N^2``.  When
+      the decomposition is cached (``eigen_cached``, e.g. the previous
+      setting of a grid search on the same rows), only ``6 N^2 k`` and the
+      epochs remain, so eigen wins from a handful of epochs on.
     - ``"primal"`` (finite width only, and only when ``P <= N`` so that the
       features take no more memory than the Gram): ``T * 4 N P k``
       (``Psi w`` and ``Psi^T L`` every epoch).  Memory ``N P``.
@@ -1405,6 +1439,9 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     optimizer : {"adam*", "sgd", "momentum", "adam"}
     max_iter : int
         Planned number of epochs.
+    eigen_cached : bool, default=False
+        Whether the eigendecomposition of this training Gram matrix is
+        already available.
 
     Returns
     -------
@@ -1419,8 +1456,8 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     gram = 0.0 if n_feature_columns is None else 2.0 * n * n * float(n_feature_columns)
     costs = {"dual": gram + epochs * 2.0 * n * n * k}
     if full_batch and loss == "squared":
-        costs["eigen"] = (gram + _EIGH_COST * n**3 + 6.0 * n * n * k
-                          + epochs * 10.0 * n * k)
+        setup = 0.0 if eigen_cached else gram + _EIGH_COST * n**3
+        costs["eigen"] = setup + 6.0 * n * n * k + epochs * 10.0 * n * k
     if n_feature_columns is not None and n_feature_columns <= n_samples:
         costs["primal"] = epochs * 4.0 * n * float(n_feature_columns) * k
     return min(costs, key=costs.get)

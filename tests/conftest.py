@@ -21,3 +21,13 @@ def large():
     """More rows than one product chunk, so blocks, chunks and tiles all vary."""
     rng = np.random.default_rng(1)
     return rng.standard_normal((600, 5)), rng.standard_normal((300, 5))
+
+
+@pytest.fixture(autouse=True)
+def _empty_eigen_cache():
+    """Each test starts without eigendecompositions cached by earlier tests."""
+    from sklearn_adamntk import _eigen_cache
+
+    _eigen_cache.clear()
+    yield
+    _eigen_cache.clear()
