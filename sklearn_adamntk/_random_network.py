@@ -202,7 +202,14 @@ def _activation_and_derivative(activation, h):
     return erf(h), (_TWO_OVER_SQRT_PI * np.exp(-h * h)).astype(h.dtype, copy=False)
 
 
-def _forward(network, X, activation, weight_variance, bias_variance, backward):
+def _activate_in_place(activation, h):
+    if activation == "relu":
+        return np.maximum(h, 0, out=h)
+    return erf(h, out=h)
+
+
+def _forward(network, X, activation, weight_variance, bias_variance, backward,
+             readout_input=None):
     """Run the network on ``X``, keeping what the kernels need.
 
     Returns ``(inputs, deltas)``: ``inputs[l]`` is the input of Dense layer
@@ -210,6 +217,11 @@ def _forward(network, X, activation, weight_variance, bias_variance, backward):
     ``inputs[0]`` comes from ``X``, ``inputs[depth]`` feeds the readout), and
     ``deltas[l]`` is ``df / dh_{l+1}``, the signal backpropagated to hidden
     layer ``l + 1`` (empty unless ``backward``).
+
+    Without ``backward`` only ``inputs[depth]`` is returned (as a list of
+    one), computed with one ``N x width`` temporary per layer, and written
+    into ``readout_input`` when given: the NNGP features of many rows cost
+    little more than the features themselves.
     """
     dtype = X.dtype
     bias_scale = dtype.type(np.sqrt(bias_variance))
@@ -218,12 +230,18 @@ def _forward(network, X, activation, weight_variance, bias_variance, backward):
     x = X
     for weight, bias in zip(network.hidden_weights, network.hidden_biases):
         scaled = x * dtype.type(np.sqrt(weight_variance / x.shape[1]))
-        inputs.append(scaled)
+        x = None  # the previous layer's output is no longer needed
+        if backward:
+            inputs.append(scaled)
         h = scaled @ weight.astype(dtype, copy=False)
+        scaled = None
         h += bias_scale * bias.astype(dtype, copy=False)
-        x, dphi = _activation_and_derivative(activation, h)
-        derivatives.append(dphi)
-    inputs.append(hidden_scale * x)
+        if backward:
+            x, dphi = _activation_and_derivative(activation, h)
+            derivatives.append(dphi)
+        else:
+            x = _activate_in_place(activation, h)
+    inputs.append(np.multiply(hidden_scale, x, out=readout_input))
 
     deltas = []
     if backward:
@@ -308,13 +326,17 @@ def network_features(
     dtype = _data_dtype(X)
     X = _as_data(X, network, dtype)
     n_samples = X.shape[0]
+    if kernel == "nngp":
+        Psi = np.empty((n_samples, network.width + 1), dtype=dtype)
+        _forward(network, X, activation, weight_variance, bias_variance,
+                 backward=False, readout_input=Psi[:, :-1])
+        Psi[:, -1] = np.sqrt(bias_variance)
+        return Psi
+
     inputs, deltas = _forward(
-        network, X, activation, weight_variance, bias_variance, backward=kernel == "ntk"
+        network, X, activation, weight_variance, bias_variance, backward=True
     )
     bias_column = np.full((n_samples, 1), np.sqrt(bias_variance), dtype=dtype)
-    if kernel == "nngp":
-        return np.hstack([inputs[-1], bias_column])
-
     bias_scale = dtype.type(np.sqrt(bias_variance))
     blocks = []
     for scaled_input, delta in zip(inputs[:-1], deltas):
