@@ -4,10 +4,18 @@ The estimators and public functions call into the compiled core only through
 :func:`numba_threads`, so that ``n_jobs`` is honoured per call and restored
 afterwards.  Numba's thread count is local to the calling Python thread, which
 is what makes joblib's threading backend safe: each worker sets its own count.
+
+Numba's ``workqueue`` threading layer (the fallback when neither TBB nor
+OpenMP is installed) aborts the whole process when parallel regions are
+launched from two Python threads at once, as thread-based joblib or Dask
+workers do.  Under that layer :func:`numba_threads` therefore lets one thread
+at a time into the compiled core; ``tbb`` and ``omp`` are thread-safe and run
+concurrent calls side by side.
 """
 
 import os
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
@@ -32,15 +40,34 @@ def effective_n_threads(n_jobs):
     return min(n_jobs, available)
 
 
+# Re-entrant: the estimators call the public kernel functions, which enter
+# numba_threads again in the same thread.
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+def _launch_guard():
+    """The lock that serialises parallel launches, where the layer needs one."""
+    # get_num_threads starts Numba's threading layer, so it is known below.
+    numba.get_num_threads()
+    if numba.threading_layer() == "workqueue":
+        return _WORKQUEUE_LOCK
+    return nullcontext()
+
+
 @contextmanager
 def numba_threads(n_jobs):
-    """Run the body with ``n_jobs`` Numba threads, restoring the old count after."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(effective_n_threads(n_jobs))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    """Run the body with ``n_jobs`` Numba threads, restoring the old count after.
+
+    Under Numba's ``workqueue`` threading layer the body also holds a
+    process-wide lock (see the module docstring).
+    """
+    with _launch_guard():
+        previous = numba.get_num_threads()
+        numba.set_num_threads(effective_n_threads(n_jobs))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
 
 
 def available_memory_bytes():
