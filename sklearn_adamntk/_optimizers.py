@@ -1371,6 +1371,38 @@ class EigenTrainer:
         self._path.append((self._alpha.copy(), self._scalars[0], self._beta.copy()))
         return float(loss)
 
+    def output_map(self, operator):
+        """A function returning ``operator @ coef`` for the current ``coef``.
+
+        One ``O(m N^2)`` product up front maps ``operator`` into the
+        eigenbasis; each call then costs ``O(m N k)`` instead of the
+        ``O(N^2 k)`` of reading :attr:`coef` (``m`` = rows of ``operator``,
+        e.g. the validation rows' kernel for early stopping).
+
+        Parameters
+        ----------
+        operator : ndarray of shape (m, N)
+
+        Returns
+        -------
+        outputs : callable
+            ``outputs()`` is an (m, k) array.
+        """
+        sqrt_w = self._decomposition.sqrt_weight
+        basis = (operator * sqrt_w[None, :]) @ self._decomposition.eigenvectors
+        from_A0 = None if self._A0 is None else operator @ self._A0
+        from_perp = None if self._M0_perp is None else operator @ self._M0_perp
+
+        def outputs():
+            out = basis @ self._alpha
+            if from_A0 is not None:
+                out += self._scalars[0] * from_A0
+            if from_perp is not None:
+                out += self._beta[None, :] * from_perp
+            return out
+
+        return outputs
+
     def coef_path(self):
         """Dual coefficients after each epoch run by this trainer.
 

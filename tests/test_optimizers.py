@@ -435,6 +435,25 @@ def test_eigen_resumes_a_fit_made_with_other_weights():
                               dual.state.momentum_buffer) < 1e-8
 
 
+def test_eigen_output_map_equals_operator_times_coef():
+    # Resumed from a mini-batch fit, so that the map must also carry the
+    # decaying resumed coefficients and the momentum on zero-weight rows.
+    Psi, Psi_new = make_features()
+    K = Psi @ Psi.T
+    operator = Psi_new @ Psi.T
+    Y = make_targets("squared")
+    weight = make_weights()
+    first = DualTrainer(K, Y, settings("momentum"), "squared")
+    run(first, epochs_of("mini", 3))
+    eigen = EigenTrainer(eigen_decomposition(K, weight), K, Y, settings("momentum"),
+                         coef=first.coef, state=first.state)
+    outputs = eigen.output_map(operator)
+    assert relative_error(outputs(), operator @ first.coef) < 1e-12
+    for _ in range(5):
+        eigen.run_epoch()
+        assert relative_error(outputs(), operator @ eigen.coef) < 1e-10
+
+
 def test_results_do_not_depend_on_the_thread_count():
     # Large enough for the gathers to run in parallel (several column chunks,
     # batches of 150 rows and 3 outputs).
