@@ -15,7 +15,7 @@ The regressor runs with its defaults (``solver="auto"``) and with
 
 A model whose fit would take too long is capped: it is stopped at the time
 limit (``--fit-limit``), and not run at a larger N when its last time,
-scaled by ``(N / N_last)^3``, predicts more than twice the limit.
+scaled by ``(N / N_last)^3``, predicts more than the limit.
 
 Run ``python benchmarks/bench_fit.py`` (``--quick`` for N = 1000, 2000);
 ``python benchmarks/run.py`` runs it with the other sections.
@@ -53,7 +53,7 @@ def _skip_reason(history, n, limit):
     if "fit_s" not in last:
         return f"not run: failed at N = {last_n}"
     predicted = last["fit_s"] * (n / last_n) ** 3
-    if predicted > 2 * limit:
+    if predicted > limit:
         return f"not run: ~{predicted:.0f} s predicted"
     return None
 

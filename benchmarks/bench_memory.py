@@ -51,7 +51,7 @@ def cases(quick=False):
             (5000, "float64", "default", short),
             (10000, "float64", "default", short),
             (20000, "float64", "default", short),
-            (5000, "float64", "eigen", {**short, "solver": "eigen"}),
+            (2000, "float64", "eigen", {**short, "solver": "eigen"}),
             (40000, "float32", "default", short),
             (200000, "float64", f"width={WIDTH} nngp", primal)]
 
