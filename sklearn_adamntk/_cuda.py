@@ -198,7 +198,7 @@ def resolve_device(device):
         except Exception:  # pragma: no cover - depends on the CUDA target
             error = None
         if error:
-            reason = f" ({str(error).strip()})"
+            reason = " ({})".format(" ".join(str(error).split()))
         raise RuntimeError(
             f"device='cuda' was requested but no CUDA GPU is available{reason}. "
             "Use device='cpu', or device='auto' to use a GPU only when there is "
