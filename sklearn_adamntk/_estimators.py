@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from . import _backend, _eigen_cache
+from . import _backend, _cuda, _eigen_cache
 from ._optimizers import (
     DualTrainer,
     EigenTrainer,
@@ -151,8 +151,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "solver": [StrOptions({"auto", "dual", "eigen", "primal"})],
-        # The CUDA backend adds "cuda" here; there is no silent fallback.
-        "device": [StrOptions({"cpu"})],
+        # "cuda" without a GPU is an error: there is no silent fallback.
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
         "n_jobs": [Integral, None],
     }
 
@@ -306,7 +306,12 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         """Kernel between rows of ``X`` and ``Y`` (``Y=None``: of ``X`` with itself)."""
         if self.width is None:
             return network_kernel(
-                X, Y, depth=self.depth, n_jobs=self.n_jobs, **self._kernel_params()
+                X,
+                Y,
+                depth=self.depth,
+                n_jobs=self.n_jobs,
+                device=self._device(),
+                **self._kernel_params(),
             )
         return empirical_kernel(network, X, Y, **self._kernel_params())
 
@@ -365,6 +370,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         X, y, sample_weight = self._validate_fit_inputs(
             X, y, sample_weight, online=online, continuing=continuing
         )
+        device = self._device(fitting=True)
         targets = self._encode_targets(
             y, sample_weight, classes=classes, previous=previous if continuing else None
         )
@@ -471,6 +477,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         )
 
         fitted = {
+            "device_": device,
             "solver_": solver,
             "n_outputs_": targets["Y"].shape[1],
             "n_iter_": history["n_iter"],
@@ -641,7 +648,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 state,
             )
         else:
-            trainer = DualTrainer(
+            trainer = self._dual_trainer(
                 self._train_gram(X, train_rows, network),
                 Y_train,
                 settings,
@@ -659,12 +666,51 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         return trainer, val_operator, X_fit, X.shape[0], 0
 
     def _train_gram(self, X, train_rows, network):
-        """Gram matrix among the training rows."""
+        """Gram matrix among the training rows (on the GPU, it stays there)."""
         if self.kernel == "precomputed":
             K = X if train_rows is None else X[np.ix_(train_rows, train_rows)]
             return np.ascontiguousarray(K)
         rows = slice(None) if train_rows is None else train_rows
+        if self._device() == "cuda":
+            return _cuda.kernel_matrix(
+                X[rows], depth=self.depth, keep_on_device=True, **self._kernel_params()
+            )
         return self._gram(X[rows], network=network)
+
+    def _dual_trainer(self, K, *args, **kwargs):
+        """The dual trainer of the device this fit runs on (same interface)."""
+        trainer = _cuda.DualTrainer if self._device() == "cuda" else DualTrainer
+        return trainer(K, *args, **kwargs)
+
+    def _device(self, *, fitting=False):
+        """Where the numeric work runs: ``"cpu"`` or ``"cuda"``.
+
+        ``"auto"`` is the GPU when there is one and the CUDA backend runs
+        this model; an explicit ``"cuda"`` raises when either is not so.
+        """
+        unsupported = None
+        if self.width is not None:
+            unsupported = (
+                "the CUDA backend computes infinite-width kernels only; set "
+                "width=None"
+            )
+        elif fitting and self.solver in ("eigen", "primal"):
+            unsupported = (
+                f"the CUDA backend trains with solver='dual' (or 'auto'), not "
+                f"solver={self.solver!r}"
+            )
+        if unsupported is not None:
+            if self.device == "cuda":
+                raise ValueError(
+                    f"{type(self).__name__}: device='cuda': {unsupported}, or "
+                    "use device='cpu'."
+                )
+            return "cpu"
+        if not fitting and self.device == "cuda" and not _cuda.cuda_available():
+            # The fitted state is plain NumPy: a model fitted on a GPU and
+            # loaded where there is none predicts on the CPU.
+            return "cpu"
+        return _cuda.resolve_device(self.device)
 
     def _eigen_key(self, X, train_rows, sample_weight, network):
         """Digest of what the training Gram matrix and its weighting depend on."""
@@ -718,6 +764,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             if self.width is not None and self.solver in ("auto", "primal"):
                 return "primal"
             return "dual"
+        if self._device() == "cuda":
+            return "dual"  # the one solver of the CUDA backend
         if self.solver != "auto":
             return self.solver
         n_columns = None
@@ -802,7 +850,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             ]
         )
         state = previous["_state"].with_new_rows(n_new)
-        trainer = DualTrainer(
+        trainer = self._dual_trainer(
             K, Y, settings, loss, sample_weight=sample_weight, coef=coef, state=state
         )
         return trainer, X_fit, n_old
@@ -847,10 +895,18 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         validation_scores = [] if early_stopping else None
         best_validation_score = -np.inf if early_stopping else None
         best_loss = None if early_stopping else np.inf
-        best_coef = None
         no_improvement = 0
         path = []
+        best_epoch = None
         eigen_path = isinstance(trainer, EigenTrainer)
+        if early_stopping:
+            # The eigen trainer maps the validation kernel into its basis once,
+            # so that no epoch needs its O(N^2 k) dual coefficients.
+            if eigen_path:
+                val_outputs = trainer.output_map(val_operator)
+            else:
+                def val_outputs():
+                    return val_operator @ coef
 
         callback_ctx = self._begin_callbacks(X, y, sample_weight, max_iter)
         n_iter = 0
@@ -872,16 +928,14 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 loss_curve.append(float(epoch_loss))
                 # The eigen trainer gives its whole path at the end from one
                 # product; reading its coefficients costs O(N^2 k), so only
-                # early stopping and callbacks that ask for them do.
-                coef = None if eigen_path else trainer.coef
+                # callbacks that ask for them do.
                 if not eigen_path:
-                    path.append(expand(coef))
-                elif early_stopping:
                     coef = trainer.coef
+                    path.append(expand(coef))
 
                 line = f"Iteration {n_iter}, loss = {epoch_loss:.8f}"
                 if early_stopping:
-                    score = self._validation_score(val_operator @ coef, val_targets)
+                    score = self._validation_score(val_outputs(), val_targets)
                     validation_scores.append(score)
                     line += f", validation score = {score:.8f}"
                     if score < best_validation_score + self.tol:
@@ -890,7 +944,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                         no_improvement = 0
                     if score > best_validation_score:
                         best_validation_score = score
-                        best_coef = expand(coef)
+                        best_epoch = n_iter - 1
                 else:
                     if epoch_loss > best_loss - self.tol:
                         no_improvement += 1
@@ -936,7 +990,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         if eigen_path:
             path = [expand(coef) for coef in trainer.coef_path()]
         # As MLP: with early stopping, the best epoch's coefficients are kept.
-        final = path[-1] if best_coef is None else best_coef
+        final = path[-1] if best_epoch is None else path[best_epoch]
         self._end_callbacks(
             callback_ctx, X, y, sample_weight, lambda: reconstruction(final)
         )
@@ -1051,6 +1105,16 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
 
     def _blocked_product(self, X, coef):
         """``operator(X) @ coef``, with the operator built in row blocks."""
+        if self.solver_ != "primal" and self._device() == "cuda":
+            # Kernel blocks are built and multiplied on the GPU; only the
+            # outputs come back.
+            if self.kernel == "precomputed":
+                out = _cuda.predict_precomputed(X, coef)
+            else:
+                out = _cuda.predict(
+                    self.X_fit_, coef, X, depth=self.depth, **self._kernel_params()
+                )
+            return out.astype(np.result_type(X, coef), copy=False)
         step = _backend.block_rows(
             coef.shape[0], np.float64, get_config()["working_memory"], n_temporaries=2
         )
@@ -1190,15 +1254,22 @@ _PARAMETERS_DOC = """
         are trained (O(N P) memory for P feature columns). ``"auto"``: a
         flop and memory cost model picks one.
 
-    device : {"cpu"}, default="cpu"
-        Where the numeric core runs. ``"cuda"`` arrives with the CUDA
-        backend.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where the kernels and the training run. ``"cuda"``: on an NVIDIA
+        GPU (``pip install "sklearn_adamntk[cuda]"``), with the Gram matrix,
+        coefficients and optimizer state on the device for the whole fit;
+        infinite width (``width=None``) and ``solver="dual"`` or ``"auto"``
+        only; ``fit`` raises, rather than falls back, when no GPU is
+        available. ``"auto"``: the GPU when there is one and the model runs
+        there, else the CPU. Resolved at every ``fit`` and ``predict``; the
+        fitted state is plain NumPy, so a model fitted on a GPU pickles and
+        predicts (on the CPU) on a machine without one.
 
     n_jobs : int or None, default=None
         Numba threads used inside ``fit`` and ``predict``, set in the calling
         thread only; ``None`` and ``-1`` mean every thread Numba has (inside
         joblib's loky workers, joblib already limits that to its share of
-        the cores). With joblib's threading backend, pass ``n_jobs=1``.
+        the cores). With joblib's threading or Dask backend, pass ``n_jobs=1``.
 """
 
 _ATTRIBUTES_DOC = """
@@ -1220,6 +1291,9 @@ _ATTRIBUTES_DOC = """
 
     solver_ : str
         The solver used: ``"dual"``, ``"eigen"`` or ``"primal"``.
+
+    device_ : str
+        Where the last fit ran: ``"cpu"`` or ``"cuda"``.
 
     n_iter_ : int
         Epochs run by the last call to ``fit`` or ``partial_fit``.

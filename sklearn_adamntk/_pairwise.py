@@ -12,7 +12,7 @@ from sklearn import get_config
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from . import _backend
+from . import _backend, _cuda
 from ._kernels import arccos_matrix, kernel_diag, kernel_matrix
 
 _ARRAYS = {
@@ -69,11 +69,12 @@ def _gram_setup(X, Y, working_memory):
     return _backend.block_rows(n_y, X.dtype, working_memory)
 
 
-@validate_params({**_ARRAYS, **_NETWORK, **_RUNTIME},
+@validate_params({**_ARRAYS, **_NETWORK, **_RUNTIME,
+                  "device": [StrOptions(set(_cuda.DEVICES))]},
                  prefer_skip_nested_validation=True)
 def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
                    weight_variance=2.0, bias_variance=0.0, working_memory=None,
-                   n_jobs=None):
+                   n_jobs=None, device="cpu"):
     """NTK or NNGP of an infinitely wide fully connected network.
 
     The network has ``depth`` hidden layers of activation ``activation``, NTK
@@ -111,6 +112,11 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
     n_jobs : int, default=None
         Threads for the elementwise pass and the matrix product.  ``None``
         and -1 use all available, -2 all but one.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        ``"cuda"``: computed on an NVIDIA GPU in row blocks that fit its
+        memory (an error when there is none); ``"auto"``: the GPU when
+        there is one.  The result agrees with the CPU's to rounding and is
+        returned as a NumPy array either way.
 
     Returns
     -------
@@ -132,7 +138,12 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
            [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
+    device = _cuda.resolve_device(device)
     block_rows = _gram_setup(X, Y, working_memory)
+    if device == "cuda":
+        return _cuda.kernel_matrix(X, Y, kernel=kernel, activation=activation,
+                                   depth=depth, weight_variance=weight_variance,
+                                   bias_variance=bias_variance)
     with _backend.numba_threads(n_jobs):
         return kernel_matrix(X, Y, kernel=kernel, activation=activation, depth=depth,
                              weight_variance=weight_variance,

@@ -316,6 +316,20 @@ def test_eigen_equals_dual(data, optimizer):
         assert _relative(stage_e, stage_d) < 1e-8
 
 
+def test_eigen_equals_dual_with_early_stopping(data):
+    # The eigen solver scores the validation rows in its eigenbasis.
+    X, y, X_test, _ = data
+    params = dict(KERNEL, max_iter=40, learning_rate_init=0.3, early_stopping=True,
+                  validation_fraction=0.3, n_iter_no_change=4, tol=0.0,
+                  random_state=0)
+    eigen = AdamStarNTKRegressor(solver="eigen", **params).fit(X, y)
+    dual = AdamStarNTKRegressor(solver="dual", **params).fit(X, y)
+    assert eigen.solver_ == "eigen" and eigen.n_iter_ == dual.n_iter_ < 40
+    np.testing.assert_allclose(eigen.validation_scores_, dual.validation_scores_,
+                               rtol=1e-8)
+    assert _relative(eigen.predict(X_test), dual.predict(X_test)) < 1e-8
+
+
 # ----------------------------------------------------------------------------
 # 4. Precomputed kernels.
 # ----------------------------------------------------------------------------
@@ -769,7 +783,7 @@ def test_bad_data_raises(data):
     [
         (dict(learning_rate_init=-1.0), "learning_rate_init"),
         (dict(kernel="rbf"), "kernel"),
-        (dict(device="cuda"), "device"),
+        (dict(device="gpu"), "device"),
         (dict(width=0), "width"),
         (dict(beta_2=1.0), "beta_2"),
         (dict(batch_size=0), "batch_size"),
