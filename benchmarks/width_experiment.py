@@ -72,15 +72,17 @@ METHODS = {
 
 # Four rates per method and task, a factor of about 3 apart, placed where a
 # wider scan (one seed, widths 64 to infinity) found each method's best rate
-# after this many full-batch steps: the best rate sits inside every grid, not
-# at its edge (WIDTH.md lists the rates chosen). Kernel SGD on the squared
-# loss diverges above about 2 / lambda_max(K / N), hence its low regression
-# grid; on the cross-entropy its steps are far smaller and it wants ~30.
+# after this many full-batch steps (WIDTH.md lists the rates chosen). Kernel
+# SGD on the squared loss is best just below its stability limit
+# 2 / lambda_max(K / N), about 0.85 on these splits (it
+# diverges at 0.9), so its
+# regression grid doubles up to 0.8 instead; on the cross-entropy its steps
+# are far smaller and it wants ~30.
 RATES = {
     "friedman1": {
         "mlp_adam": (1e-3, 3e-3, 1e-2, 3e-2),
         "frozen_adam": (0.1, 0.3, 1.0, 3.0),
-        "sgd": (0.03, 0.1, 0.3, 1.0),
+        "sgd": (0.1, 0.2, 0.4, 0.8),
         "adam*": (0.1, 0.3, 1.0, 3.0),
     },
     "digits": {
@@ -220,10 +222,15 @@ def one_run(task, method, width, X, y, seed, epochs, rates):
         )[0]
         for rate in rates
     ]
-    # Ties (every rate diverged) go to the smallest rate.
-    rate = rates[int(np.argmin(validation))]
-    model = make_model(task, method, width, rate, epochs, seed, len(y_train))
-    loss, score = held_out_loss(task, model, X_train, y_train, X_test, y_test)
+    # Best validation loss first (ties to the smaller rate). A rate that was
+    # stable on three quarters of the rows can still diverge on all of them;
+    # then the next best is refit, so a row reports a trained model.
+    for index in np.argsort(validation, kind="stable"):
+        rate = rates[index]
+        model = make_model(task, method, width, rate, epochs, seed, len(y_train))
+        loss, score = held_out_loss(task, model, X_train, y_train, X_test, y_test)
+        if math.isfinite(loss):
+            break
     return loss, score, rate
 
 
@@ -231,7 +238,7 @@ def run(
     tasks=tuple(TASKS),
     methods=tuple(METHODS),
     widths=WIDTHS,
-    seeds=(0, 1, 2),
+    seeds=(0, 1, 2, 3, 4),
     epochs=100,
     max_rows=None,
     verbose=True,
@@ -459,7 +466,7 @@ def main(argv=None):
         settings = {"seeds": (0,), "epochs": 40, "max_rows": 600}
         command = "python benchmarks/width_experiment.py --quick"
     else:
-        settings = {"seeds": (0, 1, 2), "epochs": 100, "max_rows": None}
+        settings = {"seeds": (0, 1, 2, 3, 4), "epochs": 100, "max_rows": None}
         command = "python benchmarks/width_experiment.py"
     start = time.perf_counter()
     records = run(**settings)

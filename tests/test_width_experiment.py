@@ -128,3 +128,22 @@ def test_a_diverging_rate_gets_an_infinite_loss_and_is_not_chosen(experiment):
     diverged = experiment.make_model("friedman1", "sgd", None, 1e6, 200, 0, 120)
     loss, score = experiment.held_out_loss("friedman1", diverged, X, y, X, y)
     assert loss == math.inf and math.isnan(score)
+
+
+def test_a_rate_that_diverges_only_on_refit_gives_way_to_the_next_best(
+    experiment, monkeypatch
+):
+    X, y = experiment.load_task("friedman1", max_rows=120)
+    n_fit = 45  # three quarters of the 60 training rows choose the rate
+
+    def fake_held_out_loss(task, model, X_train, y_train, X_test, y_test):
+        rate = model.regressor[-1].learning_rate_init
+        if len(y_train) == n_fit:
+            return {0.1: 0.5, 0.2: 0.3, 0.4: 0.2}[rate], 0.0
+        return (math.inf, math.nan) if rate == 0.4 else (rate, 1.0)
+
+    monkeypatch.setattr(experiment, "held_out_loss", fake_held_out_loss)
+    loss, score, rate = experiment.one_run(
+        "friedman1", "sgd", None, X, y, 0, 5, (0.1, 0.2, 0.4)
+    )
+    assert (loss, score, rate) == (0.2, 1.0, 0.2)
