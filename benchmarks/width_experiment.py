@@ -246,8 +246,9 @@ def run(
     """Every (task, method, width) over the seeds; one record each.
 
     A record holds ``task``, ``method``, ``width`` (None for infinite),
-    ``loss_mean``, ``loss_std``, ``score_mean``, ``score_std``, ``rates``
-    (the rate chosen for each seed) and ``seconds`` (wall time of its fits).
+    ``loss_mean``, ``loss_std``, ``score_mean``, ``score_std``, per seed the
+    ``rates`` chosen and the test ``losses`` and ``scores``, and ``seconds``
+    (wall time of its fits).
 
     Everything runs on one thread (BLAS and Numba): on a shared two-core
     machine, BLAS threads spinning for a busy core slowed the MLP fits by up
@@ -282,6 +283,8 @@ def _run(tasks, methods, widths, seeds, epochs, max_rows, verbose):
                     "score_mean": float(np.mean(scores)),
                     "score_std": float(np.std(scores)),
                     "rates": [float(rate) for rate in rates],
+                    "losses": [float(loss) for loss in losses],
+                    "scores": [float(score) for score in scores],
                     "seconds": time.perf_counter() - start,
                 }
                 records.append(record)
@@ -430,8 +433,9 @@ def plot(records, path):
     handles.append(Line2D([], [], color="0.3", marker="*", markersize=10,
                           linestyle="none"))
     labels.append("infinite width (exact kernel)")
-    axes[0, 0].legend(handles, labels, fontsize=8)
-    fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
