@@ -147,3 +147,20 @@ def test_a_rate_that_diverges_only_on_refit_gives_way_to_the_next_best(
         "friedman1", "sgd", None, X, y, 0, 5, (0.1, 0.2, 0.4)
     )
     assert (loss, score, rate) == (0.2, 1.0, 0.2)
+
+
+def test_a_full_rerun_keeps_the_written_reading_and_a_quick_run_drops_it(
+    experiment, tmp_path
+):
+    path = tmp_path / "WIDTH.md"
+    reading = "<!-- reading -->\nWhat the data say.\n<!-- /reading -->"
+    path.write_text("# Width experiment\n\nold table\n\n" + reading + "\n")
+    settings = {"seeds": (0,), "epochs": 3, "max_rows": 120}
+    experiment.write_report(str(path), "new table", "cmd", settings, 1.0)
+    text = path.read_text()
+    assert "new table" in text and "old table" not in text
+    assert reading in text
+    experiment.write_report(
+        str(path), "quick table", "cmd --quick", settings, 1.0, keep_reading=False
+    )
+    assert "What the data say" not in path.read_text()
