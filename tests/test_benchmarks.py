@@ -191,6 +191,8 @@ def test_memory_section_rows(monkeypatch):
     assert bench_memory.reference_bytes(80, "float32", "dual", {}) == 80 * 80 * 4
     assert bench_memory.reference_bytes(
         120, "float64", "primal", configurations[1][3]) == 120 * 17 * 8
+    assert bench_memory.reference_bytes(80, "float32", "dual", {}, n_rows=20) \
+        == 20 * 80 * 4
     full = bench_memory.cases()
     assert (40000, "float32") in [(n, dtype) for n, dtype, _, _ in full]
     assert any(n == 200000 and options.get("solver") == "primal"
