@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _optimizers
 from ._optimizers import (
     _LOSS_CODE,
     _OPTIMIZER_CODE,
@@ -292,50 +292,8 @@ def _device_functions():
                 s = _arccos_layer(s, tx, i, ty, j, codes[2], coef)
         return t if codes[3] else s
 
-    @cuda.jit(device=True, cache=True)
-    def loss_row(F, j, Y, r, loss_code, scale, L):
-        """Loss of row ``j`` of ``F`` against row ``r`` of ``Y``; ``L[j] = scale * l'``.
-
-        The three losses of :func:`._optimizers.loss_and_gradient`, written
-        as in the CPU core (no overflow in ``exp``).
-        """
-        k = F.shape[1]
-        total = 0.0
-        if loss_code == 0:
-            for c in range(k):
-                residual = F[j, c] - Y[r, c]
-                total += residual * residual
-                L[j, c] = scale * residual
-            return 0.5 * total
-        if loss_code == 1:
-            for c in range(k):
-                f = F[j, c]
-                y = Y[r, c]
-                if f > 0:
-                    e = math.exp(-f)
-                    softplus = f + math.log1p(e)
-                    sigmoid = 1.0 / (1.0 + e)
-                else:
-                    e = math.exp(f)
-                    softplus = math.log1p(e)
-                    sigmoid = e / (1.0 + e)
-                total += softplus - y * f
-                L[j, c] = scale * (sigmoid - y)
-            return total
-        shift = F[j, 0]
-        for c in range(1, k):
-            shift = max(shift, F[j, c])
-        normaliser = 0.0
-        y_total = 0.0
-        for c in range(k):
-            normaliser += math.exp(F[j, c] - shift)
-            y_total += Y[r, c]
-        log_normaliser = shift + math.log(normaliser)
-        for c in range(k):
-            total += Y[r, c] * (log_normaliser - F[j, c])
-            probability = math.exp(F[j, c] - log_normaliser)
-            L[j, c] = scale * (probability * y_total - Y[r, c])
-        return total
+    # The losses are the CPU core's own statement, compiled for the device.
+    loss_row = cuda.jit(device=True, cache=True)(_optimizers._row_loss)
 
     @cuda.jit(device=True, cache=True)
     def block_sum(shared, value, tid):

@@ -45,6 +45,7 @@ not depend on the number of threads.  NumPy and Numba only: this module knows
 nothing of scikit-learn.
 """
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -98,54 +99,62 @@ def _divergence_error(t, learning_rate):
 # --------------------------------------------------------------------------
 
 
+def _row_loss(F, j, Y, r, loss_code, scale, L):
+    """Loss of row ``j`` of ``F`` against row ``r`` of ``Y``; ``L[j] = scale * l'``.
+
+    Plain Python on scalars and :mod:`math`, so that one statement of the
+    three losses serves both backends: compiled for the CPU below, and as a
+    device function by the CUDA backend.  Logistic and softmax are written
+    so that ``exp`` never overflows.
+    """
+    k = F.shape[1]
+    total = 0.0
+    if loss_code == 0:
+        for c in range(k):
+            residual = F[j, c] - Y[r, c]
+            total += residual * residual
+            L[j, c] = scale * residual
+        return 0.5 * total
+    if loss_code == 1:
+        # softplus(f) - y f and sigmoid(f).
+        for c in range(k):
+            f = F[j, c]
+            y = Y[r, c]
+            if f > 0:
+                e = math.exp(-f)
+                softplus = f + math.log1p(e)
+                sigmoid = 1.0 / (1.0 + e)
+            else:
+                e = math.exp(f)
+                softplus = math.log1p(e)
+                sigmoid = e / (1.0 + e)
+            total += softplus - y * f
+            L[j, c] = scale * (sigmoid - y)
+        return total
+    shift = F[j, 0]
+    for c in range(1, k):
+        shift = max(shift, F[j, c])
+    normaliser = 0.0
+    y_total = 0.0
+    for c in range(k):
+        normaliser += math.exp(F[j, c] - shift)
+        y_total += Y[r, c]
+    log_normaliser = shift + math.log(normaliser)
+    for c in range(k):
+        total += Y[r, c] * (log_normaliser - F[j, c])
+        probability = math.exp(F[j, c] - log_normaliser)
+        L[j, c] = scale * (probability * y_total - Y[r, c])
+    return total
+
+
+_row_loss_cpu = njit(cache=True, error_model="numpy", inline="always")(_row_loss)
+
+
 @njit(cache=True, error_model="numpy")
 def _loss_rows(F, Y, loss_code, row_scale, loss_out, grad_out):
-    """Per-row loss into ``loss_out``, ``row_scale[i] * dloss/dF[i]`` into ``grad_out``.
-    """
-    n, k = F.shape
-    for i in range(n):
-        scale = row_scale[i]
-        if loss_code == 0:
-            total = 0.0
-            for c in range(k):
-                residual = F[i, c] - Y[i, c]
-                total += residual * residual
-                grad_out[i, c] = scale * residual
-            loss_out[i] = 0.5 * total
-        elif loss_code == 1:
-            # softplus(f) - y f and sigmoid(f), without overflow in exp.
-            total = 0.0
-            for c in range(k):
-                f = F[i, c]
-                y = Y[i, c]
-                if f > 0:
-                    e = np.exp(-f)
-                    softplus = f + np.log1p(e)
-                    sigmoid = 1.0 / (1.0 + e)
-                else:
-                    e = np.exp(f)
-                    softplus = np.log1p(e)
-                    sigmoid = e / (1.0 + e)
-                total += softplus - y * f
-                grad_out[i, c] = scale * (sigmoid - y)
-            loss_out[i] = total
-        else:
-            shift = F[i, 0]
-            for c in range(1, k):
-                if F[i, c] > shift:
-                    shift = F[i, c]
-            normaliser = 0.0
-            y_total = 0.0
-            for c in range(k):
-                normaliser += np.exp(F[i, c] - shift)
-                y_total += Y[i, c]
-            log_normaliser = shift + np.log(normaliser)
-            total = 0.0
-            for c in range(k):
-                total += Y[i, c] * (log_normaliser - F[i, c])
-                probability = np.exp(F[i, c] - log_normaliser)
-                grad_out[i, c] = scale * (probability * y_total - Y[i, c])
-            loss_out[i] = total
+    """Per-row loss into ``loss_out``, ``row_scale[i] * dloss/dF[i]`` into ``grad_out``."""
+    for i in range(F.shape[0]):
+        loss_out[i] = _row_loss_cpu(F, i, Y, i, loss_code, row_scale[i], grad_out)
 
 
 def loss_and_gradient(F, Y, loss):
