@@ -1249,10 +1249,18 @@ _PARAMETERS_DOC = """
         How the dynamics are computed; all give the same predictions to
         rounding. ``"dual"``: the recursion on dual coefficients over the
         training rows (O(N^2) memory). ``"eigen"``: full batch and squared
-        loss only; one eigendecomposition of the Gram matrix, then each step
-        costs O(N k). ``"primal"``: finite width only, the network's weights
-        are trained (O(N P) memory for P feature columns). ``"auto"``: a
-        flop and memory cost model picks one.
+        loss only; one eigendecomposition of the Gram matrix (O(N^3), about
+        20 Cholesky factorisations), then each step costs O(N k). The
+        decomposition is kept in this process (under a quarter of the
+        available memory) and reused by later fits on the same kernel,
+        training rows and sample weights, e.g. every setting of a grid
+        search over the optimizer within one cross-validation fold, or a
+        ``warm_start`` refit. ``"primal"``: finite width only, the network's
+        weights are trained (O(N P) memory for P feature columns).
+        ``"auto"``: a flop cost model (``choose_solver`` in
+        ``_optimizers.py``) picks the cheapest for this one fit, counting a
+        cached decomposition as paid; a first fit takes ``"eigen"`` only
+        when ``max_iter`` exceeds about ``2 N / k``.
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the kernels and the training run. ``"cuda"``: on an NVIDIA
