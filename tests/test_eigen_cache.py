@@ -247,3 +247,23 @@ def test_eigen_trainer_without_K_trains_from_zero_but_cannot_resume():
         EigenTrainer(decomposition, None, y, settings, coef=with_K.coef)
     with pytest.raises(ValueError, match="needs the Gram matrix"):
         without_K.train_predictions()
+
+
+@pytest.mark.parametrize("available, driver", [(2**40, "evd"), (10_000, "evr")])
+def test_both_lapack_drivers_decompose_the_weighted_gram_matrix(monkeypatch, available,
+                                                                driver):
+    from sklearn_adamntk import _backend, _optimizers
+
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: available)
+    assert _optimizers._eigh_driver(30, np.float64) == driver
+    rng = np.random.default_rng(5)
+    K = network_kernel(rng.standard_normal((30, 4)), depth=2)
+    weight = rng.uniform(0.5, 2, 30)
+    decomposition = eigen_decomposition(K, weight)
+    Q, lam = decomposition.eigenvectors, decomposition.eigenvalues
+    sw = np.sqrt(weight)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(30), atol=1e-12)
+    np.testing.assert_allclose(Q @ np.diag(lam) @ Q.T, sw[:, None] * K * sw,
+                               atol=1e-12)
+    np.testing.assert_allclose(lam, np.linalg.eigvalsh(sw[:, None] * K * sw),
+                               rtol=1e-10, atol=1e-12)
