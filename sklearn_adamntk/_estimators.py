@@ -42,6 +42,8 @@ from ._optimizers import (
     PrimalTrainer,
     choose_solver,
     eigen_decomposition,
+    krylov_decomposition,
+    krylov_pays,
 )
 from ._pairwise import network_kernel
 from ._random_network import (
@@ -397,7 +399,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             and self.solver in ("auto", "eigen")
             and full_batch
         ):
-            eigen_key = self._eigen_key(X, train_rows, sample_weight, None)
+            eigen_key = self._eigen_key(
+                X, train_rows, sample_weight, None, targets["Y"], fresh=True
+            )
         if continuing:
             resume = previous
             solver = "primal" if previous["solver_"] == "primal" else "dual"
@@ -609,8 +613,11 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         Y = np.ascontiguousarray(targets["Y"], dtype=X.dtype)
         rows = slice(None) if train_rows is None else train_rows
         n_train = X.shape[0] if train_rows is None else train_rows.size
-        if solver == "eigen" and eigen_key is None:
-            eigen_key = self._eigen_key(X, train_rows, sample_weight, network)
+        if solver == "eigen" and (eigen_key is None or resume is not None):
+            eigen_key = self._eigen_key(
+                X, train_rows, sample_weight, network, targets["Y"],
+                fresh=resume is None,
+            )
         if not continuing:
             cached = solver == "eigen" and _eigen_cache.get(eigen_key) is not None
             self._check_memory(solver, n_train, X, cached=cached)
@@ -712,8 +719,20 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             return "cpu"
         return _cuda.resolve_device(self.device)
 
-    def _eigen_key(self, X, train_rows, sample_weight, network):
-        """Digest of what the training Gram matrix and its weighting depend on."""
+    def _krylov_epochs(self, n_train, n_outputs, fresh):
+        """Epochs of a Krylov restriction for this fit, or None for a full eigh.
+
+        From zero coefficients, ``max_iter`` epochs need ``(max_iter + 1) k``
+        directions and as many products with ``K`` (about one dual fit)
+        instead of an ``O(N^3)`` eigensolve.
+        """
+        if fresh and krylov_pays(n_train, n_outputs, self.max_iter):
+            return self.max_iter
+        return None
+
+    def _eigen_key(self, X, train_rows, sample_weight, network, Y, *, fresh):
+        """Digest of what the training spectrum (or its restriction) depends on."""
+        n_train = X.shape[0] if train_rows is None else train_rows.size
         return _eigen_cache.cache_key(
             self._kernel_params(),
             self.depth,
@@ -721,6 +740,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             X,
             train_rows,
             sample_weight,
+            Y,
+            self._krylov_epochs(n_train, Y.shape[1], fresh),
         )
 
     def _eigen_trainer(
@@ -737,7 +758,14 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         K = None
         if decomposition is None or resuming:
             K = self._train_gram(X, train_rows, network)
-        if decomposition is None:
+        krylov_epochs = self._krylov_epochs(Y.shape[0], Y.shape[1], not resuming)
+        if decomposition is None and krylov_epochs is not None:
+            decomposition = krylov_decomposition(
+                K, Y, krylov_epochs, sample_weight=sample_weight
+            )
+            K = None
+            _eigen_cache.put(key, decomposition)
+        elif decomposition is None:
             in_place = not resuming and K is not X
             decomposition = eigen_decomposition(
                 K, sample_weight=sample_weight, overwrite_K=in_place
@@ -1250,7 +1278,11 @@ _PARAMETERS_DOC = """
         rounding. ``"dual"``: the recursion on dual coefficients over the
         training rows (O(N^2) memory). ``"eigen"``: full batch and squared
         loss only; one eigendecomposition of the Gram matrix (O(N^3), about
-        20 Cholesky factorisations), then each step costs O(N k). The
+        20 Cholesky factorisations), then each step costs O(N k). When
+        ``(max_iter + 1) k`` is under a quarter of the rows, the dynamics
+        from zero are confined to a Krylov subspace of that dimension, and
+        its eigenbasis, built from ``max_iter + 1`` products with the Gram
+        matrix (about one dual fit), replaces the eigensolve exactly. The
         decomposition is kept in this process (under a quarter of the
         available memory) and reused by later fits on the same kernel,
         training rows and sample weights, e.g. every setting of a grid

@@ -11,7 +11,10 @@ It is carried in one of three equivalent forms:
   training set;
 - **eigen**: full batch and squared loss only, the dual recursion written in
   the eigenbasis of ``W^1/2 K W^1/2`` (:class:`EigenTrainer`), one ``O(N k)``
-  step per epoch after one ``eigh``.
+  step per epoch after one ``eigh``, or, for a few epochs from zero, in the
+  eigenbasis of its restriction to the Krylov subspace of the targets
+  (:func:`krylov_decomposition`: ``T + 1`` products with ``K`` for ``T``
+  epochs, then ``O(T k)`` per epoch), which every optimizer setting reuses.
 
 On a batch ``B`` with weights ``w`` the loss gradient is
 ``L_i = w_i l'(f_i, y_i) / sum_{j in B} w_j`` and ``G`` is ``L`` on the batch,
@@ -1123,11 +1126,16 @@ class PrimalTrainer(_BatchTrainer):
 class EigenDecomposition:
     """``W^1/2 K W^1/2 = Q diag(lam) Q^T``, computed once, shared by trainers.
 
+    Either the whole spectrum (:func:`eigen_decomposition`) or its
+    restriction to the Krylov subspace the training dynamics of a few epochs
+    cannot leave (:func:`krylov_decomposition`).
+
     Attributes
     ----------
-    eigenvalues : ndarray of shape (N,)
-        ``lam``, ascending, rounding negatives clipped to zero.
-    eigenvectors : ndarray of shape (N, N)
+    eigenvalues : ndarray of shape (r,)
+        ``lam``, ascending, rounding negatives clipped to zero (``r = N``
+        for the whole spectrum).
+    eigenvectors : ndarray of shape (N, r)
         ``Q`` (orthonormal columns).
     sample_weight : ndarray of shape (N,)
         ``w`` (ones when none was given).
@@ -1135,6 +1143,12 @@ class EigenDecomposition:
         ``w^1/2``.
     weight_sum : float
         ``sum(w)``.
+    krylov : bool, default=False
+        Restricted to the Krylov subspace of its targets: exact only from
+        zero coefficients, on those targets.
+    max_epochs : int or None, default=None
+        Epochs for which a Krylov restriction is exact (``None``: any
+        number; the subspace is invariant, or the spectrum is whole).
     """
 
     eigenvalues: np.ndarray
@@ -1142,6 +1156,8 @@ class EigenDecomposition:
     sample_weight: np.ndarray
     sqrt_weight: np.ndarray
     weight_sum: float
+    krylov: bool = False
+    max_epochs: int = None
 
 
 def _eigh_driver(n, dtype):
@@ -1204,6 +1220,109 @@ def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):
         sqrt_weight=sqrt_weight,
         weight_sum=float(weight.sum()),
     )
+
+
+def krylov_pays(n_samples, n_outputs, n_epochs):
+    """Whether a Krylov restriction beats an eigensolve for ``n_epochs`` epochs.
+
+    It needs ``(n_epochs + 1) k`` directions, each a product with ``K``, and
+    pays while they are a small part (a quarter) of the ``N`` dimensions.
+    """
+    return 4 * (n_epochs + 1) * n_outputs <= n_samples
+
+
+def krylov_decomposition(K, Y, n_epochs, sample_weight=None):
+    """Restriction of ``W^1/2 K W^1/2`` to the subspace ``n_epochs`` steps can reach.
+
+    Full-batch squared-loss training from zero coefficients keeps every
+    vector of the eigenbasis form (``W^1/2 (F - Y)``, the momentum, ``W^-1/2 A``)
+    in the block Krylov subspace spanned by ``S^j W^1/2 Y``, ``j <= t``, with
+    ``S = W^1/2 K W^1/2``: each step multiplies by ``S`` once.  The
+    eigenpairs of ``S`` restricted to the subspace for ``j <= n_epochs``
+    (Ritz pairs) therefore drive :class:`EigenTrainer` through ``n_epochs``
+    epochs exactly as the whole spectrum would, at the cost of
+    ``n_epochs + 1`` products with ``K``, about one dual fit, instead of an
+    ``O(N^3)`` eigensolve; every optimizer setting on the same kernel,
+    targets and weights can then reuse it.
+
+    The basis is built one block at a time and orthogonalised twice against
+    everything before it (classical Gram-Schmidt, twice: orthonormal to
+    rounding); a direction that is already in the span to rounding is
+    dropped, as is everything after the subspace stops growing (it is then
+    invariant, and exact for any number of epochs).
+
+    Parameters
+    ----------
+    K : ndarray of shape (N, N)
+        Symmetric positive semi-definite training Gram matrix.
+    Y : ndarray of shape (N, k) or (N,)
+        Targets (squared loss).
+    n_epochs : int
+        Epochs the restriction must be exact for.
+    sample_weight : ndarray of shape (N,), default=None
+
+    Returns
+    -------
+    EigenDecomposition
+        With at most ``(n_epochs + 1) k`` eigenpairs and ``max_epochs`` set.
+    """
+    K = _check_square(K)
+    n = K.shape[0]
+    dtype = K.dtype
+    weight = _check_sample_weight(sample_weight, n, dtype)
+    sqrt_weight = np.sqrt(weight)
+    Y = _check_targets(Y, n, dtype, "squared")
+    # Below this fraction of its length before orthogonalisation, a new
+    # direction is rounding noise: it is dropped rather than normalised.
+    tolerance = 64 * np.finfo(dtype).eps
+    blocks, images = [], []
+    block = sqrt_weight[:, None] * Y
+    invariant = False
+    for _ in range(n_epochs + 1):
+        block = _orthonormal_block(block, blocks, tolerance)
+        if block.shape[1] == 0:
+            invariant = True
+            break
+        blocks.append(block)
+        block = sqrt_weight[:, None] * (K @ (sqrt_weight[:, None] * block))
+        images.append(block.copy())
+    V = np.hstack(blocks) if blocks else np.zeros((n, 0), dtype=dtype)
+    projected = V.T @ (np.hstack(images) if images else np.zeros_like(V))
+    projected = 0.5 * (projected + projected.T)
+    eigenvalues, rotation = np.linalg.eigh(projected)
+    np.maximum(eigenvalues, 0, out=eigenvalues)
+    return EigenDecomposition(
+        eigenvalues=eigenvalues,
+        eigenvectors=V @ rotation,
+        sample_weight=weight,
+        sqrt_weight=sqrt_weight,
+        weight_sum=float(weight.sum()),
+        krylov=True,
+        max_epochs=None if invariant else n_epochs,
+    )
+
+
+def _orthonormal_block(block, basis, tolerance):
+    """Columns of ``block`` made orthonormal to ``basis`` and to each other.
+
+    Directions whose remaining length falls below ``tolerance`` times their
+    length before orthogonalisation are dropped.
+    """
+    kept = []
+    for c in range(block.shape[1]):
+        v = block[:, c].copy()
+        length = np.linalg.norm(v)
+        for _ in range(2):
+            for B in basis:
+                v -= B @ (B.T @ v)
+            for u in kept:
+                v -= u * (u @ v)
+        remaining = np.linalg.norm(v)
+        if length > 0 and remaining > tolerance * length:
+            kept.append(v / remaining)
+    if not kept:
+        return np.zeros((block.shape[0], 0), dtype=block.dtype)
+    return np.column_stack(kept)
 
 
 class EigenTrainer:
@@ -1298,6 +1417,8 @@ class EigenTrainer:
 
         A0 = _check_coef(coef, n, k, dtype)
         state = _check_state(state, n, k, settings.optimizer, dtype)
+        if decomposition.krylov:
+            self._check_krylov_start(A0, state, sqrt_w)
         self._A0 = A0 if np.any(A0) else None
         if self._A0 is not None:
             self._require_K("resume from non-zero coefficients")
@@ -1328,6 +1449,22 @@ class EigenTrainer:
                 self._M0_perp = perp
                 self._zeta = Q.T @ (sqrt_w[:, None] * (K @ perp))
         self._path = []
+
+    def _check_krylov_start(self, A0, state, sqrt_w):
+        """A Krylov restriction holds from zero, for the targets it was built on."""
+        if np.any(A0) or np.any(state.momentum_buffer) or state.t:
+            raise ValueError(
+                "A Krylov decomposition trains from zero coefficients only; "
+                "resume with eigen_decomposition(K, sample_weight) instead."
+            )
+        Q = self._decomposition.eigenvectors
+        target = sqrt_w[:, None] * self._Y
+        outside = target - Q @ (Q.T @ target)
+        scale = np.linalg.norm(target)
+        if np.linalg.norm(outside) > 1e3 * np.finfo(Q.dtype).eps * max(scale, 1e-300):
+            raise ValueError(
+                "Y is not the target the Krylov decomposition was built for."
+            )
 
     def _require_K(self, purpose):
         if self._K is None:
@@ -1379,6 +1516,12 @@ class EigenTrainer:
             As soon as the loss or a coefficient becomes NaN or infinite.
         """
         s = self._settings
+        limit = self._decomposition.max_epochs
+        if limit is not None and len(self._path) >= limit:
+            raise RuntimeError(
+                f"This Krylov decomposition is exact for {limit} epochs; "
+                f"build it for more (krylov_decomposition(..., n_epochs=...))."
+            )
         self._t += 1
         loss, n_bad = _eigen_step(
             self._decomposition.eigenvalues, self._eta, self._phi, self._mu,
@@ -1437,11 +1580,11 @@ class EigenTrainer:
             ``path[e]`` equals :attr:`coef` after epoch ``e + 1``.
         """
         Q = self._decomposition.eigenvectors
-        n, k = self._eta.shape
+        n, (r, k) = Q.shape[0], self._eta.shape
         if not self._path:
             return np.zeros((0, n, k), dtype=Q.dtype)
-        alphas = np.stack([alpha for alpha, _, _ in self._path], axis=1)  # (N, T, k)
-        path = (Q @ alphas.reshape(n, -1)).reshape(n, len(self._path), k)
+        alphas = np.stack([alpha for alpha, _, _ in self._path], axis=1)  # (r, T, k)
+        path = (Q @ alphas.reshape(r, -1)).reshape(n, len(self._path), k)
         path *= self._decomposition.sqrt_weight[:, None, None]
         path = np.ascontiguousarray(path.transpose(1, 0, 2))
         for e, (_, gamma, beta) in enumerate(self._path):
@@ -1469,7 +1612,11 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
       ``N^2``.
     - ``"eigen"`` (full batch, squared loss, not ``"adam"``): one ``eigh``,
       ``_EIGH_COST * N^3`` with ``_EIGH_COST = 4`` measured as
-      ``time(eigh) / time(K @ g)`` in BLAS-streaming flops, plus
+      ``time(eigh) / time(K @ g)`` in BLAS-streaming flops, or, when
+      :func:`krylov_pays`, the Krylov restriction's ``(T + 1) k`` products
+      with ``K`` and its orthogonalisation, ``2 N^2 (T + 1) k +
+      4 N ((T + 1) k)^2`` (never below the dual cost: it pays only when
+      reused); plus
       ``6 N^2 k`` to enter and leave the eigenbasis and ``T * 10 N k`` for
       the epochs; plus the Gram at finite width.  Memory ``2 N^2``.  When
       the decomposition is cached (``eigen_cached``, e.g. the previous
@@ -1509,7 +1656,12 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     gram = 0.0 if n_feature_columns is None else 2.0 * n * n * float(n_feature_columns)
     costs = {"dual": gram + epochs * 2.0 * n * n * k}
     if full_batch and loss == "squared":
-        setup = 0.0 if eigen_cached else gram + _EIGH_COST * n**3
+        eigensolve = _EIGH_COST * n**3
+        if krylov_pays(n_samples, n_outputs, max_iter):
+            directions = (epochs + 1.0) * k
+            eigensolve = min(eigensolve, directions * 2.0 * n * n
+                             + 4.0 * n * directions**2)
+        setup = 0.0 if eigen_cached else gram + eigensolve
         costs["eigen"] = setup + 6.0 * n * n * k + epochs * 10.0 * n * k
     if n_feature_columns is not None and n_feature_columns <= n_samples:
         costs["primal"] = epochs * 4.0 * n * float(n_feature_columns) * k

@@ -267,3 +267,77 @@ def test_both_lapack_drivers_decompose_the_weighted_gram_matrix(monkeypatch, ava
                                atol=1e-12)
     np.testing.assert_allclose(lam, np.linalg.eigvalsh(sw[:, None] * K * sw),
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture
+def krylov_builds(monkeypatch):
+    """Counts the Krylov restrictions the estimators build."""
+    from sklearn_adamntk._optimizers import krylov_decomposition
+
+    calls = []
+
+    def counted(K, Y, n_epochs, **kwargs):
+        calls.append((K.shape[0], n_epochs))
+        return krylov_decomposition(K, Y, n_epochs, **kwargs)
+
+    monkeypatch.setattr(_estimators, "krylov_decomposition", counted)
+    return calls
+
+
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(optimizer="momentum", learning_rate_init=0.05, weight_decay=0.01),
+    dict(early_stopping=True, n_iter_no_change=3, random_state=0),
+])
+def test_few_epochs_train_on_a_krylov_restriction_exactly(params, eigensolves,
+                                                         krylov_builds):
+    # 300 rows, 12 epochs: 13 directions instead of an eigensolve of 300.
+    X, y = make_friedman1(n_samples=340, n_features=5, random_state=1)
+    X_test, X = X[:40], X[40:]
+    y = y[40:]
+    weight = np.linspace(0.2, 2.0, 300)
+    common = dict(kernel="ntk", max_iter=12, tol=0.0, **params)
+    eigen = AdamStarNTKRegressor(solver="eigen", **common).fit(X, y, weight)
+    dual = AdamStarNTKRegressor(solver="dual", **common).fit(X, y, weight)
+    assert eigensolves == [] and len(krylov_builds) == 1
+    assert eigen.n_iter_ == dual.n_iter_
+    np.testing.assert_allclose(eigen.loss_curve_, dual.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(eigen.predict(X_test), dual.predict(X_test),
+                               rtol=1e-8, atol=1e-10 * np.abs(y).max())
+    for stage_e, stage_d in zip(eigen.staged_predict(X_test),
+                                dual.staged_predict(X_test)):
+        np.testing.assert_allclose(stage_e, stage_d, rtol=1e-8,
+                                   atol=1e-10 * np.abs(y).max())
+
+
+def test_grid_search_builds_one_krylov_restriction_per_fold(eigensolves,
+                                                            krylov_builds):
+    X, y = make_friedman1(n_samples=300, n_features=5, random_state=2)
+    search = GridSearchCV(
+        AdamStarNTKRegressor(solver="eigen", max_iter=10, kernel="ntk"),
+        {"beta_1": [0.5, 0.9], "beta_2": [0.99, 0.999], "learning_rate_init": [0.3, 1.0]},
+        cv=KFold(3),
+    ).fit(X, y)
+    assert eigensolves == []
+    assert krylov_builds == [(200, 10)] * 3 + [(300, 10)]
+    dual = GridSearchCV(
+        AdamStarNTKRegressor(solver="dual", max_iter=10, kernel="ntk"),
+        search.param_grid, cv=KFold(3),
+    ).fit(X, y)
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
+                               dual.cv_results_["mean_test_score"], rtol=1e-9)
+    # "auto" reuses a cached restriction for the next setting of the fold.
+    est = AdamStarNTKRegressor(solver="auto", max_iter=10, kernel="ntk")
+    assert est.fit(X, y).solver_ == "eigen"
+    assert len(krylov_builds) == 4
+
+
+def test_warm_start_resumes_with_the_whole_spectrum(eigensolves, krylov_builds):
+    X, y = make_friedman1(n_samples=300, n_features=5, random_state=3)
+    est = AdamStarNTKRegressor(solver="eigen", max_iter=8, kernel="ntk",
+                               warm_start=True).fit(X, y)
+    est.fit(X, y)  # resumes: a Krylov restriction holds only from zero
+    assert len(krylov_builds) == 1 and eigensolves == [300]
+    straight = AdamStarNTKRegressor(solver="dual", max_iter=16, kernel="ntk").fit(X, y)
+    np.testing.assert_allclose(est.dual_coef_, straight.dual_coef_, rtol=1e-7,
+                               atol=1e-9 * np.abs(straight.dual_coef_).max())

@@ -28,6 +28,7 @@ from sklearn_adamntk._optimizers import (
     choose_solver,
     eigen_decomposition,
     init_state,
+    krylov_decomposition,
     loss_and_gradient,
 )
 
@@ -452,6 +453,60 @@ def test_eigen_output_map_equals_operator_times_coef():
     for _ in range(5):
         eigen.run_epoch()
         assert relative_error(outputs(), operator @ eigen.coef) < 1e-10
+
+
+@pytest.mark.parametrize("optimizer", ["adam*", "sgd", "momentum"])
+def test_krylov_restriction_trains_exactly_as_the_dual_form(optimizer):
+    # 200 rows, 2 outputs, 8 epochs: the subspace (18 directions) is far
+    # from the whole space, so the restriction is doing the work.
+    n, n_epochs = 200, 8
+    Psi, _ = make_features(n_train=n, n_new=0, n_columns=400)
+    K = Psi @ Psi.T
+    Y = make_targets("squared", n=n)
+    weight = make_weights(n=n)
+    hyper = settings(optimizer, learning_rate=0.3, weight_decay=0.01)
+    krylov = krylov_decomposition(K, Y, n_epochs, weight)
+    assert krylov.eigenvectors.shape == (n, 2 * (n_epochs + 1))
+    assert krylov.max_epochs == n_epochs
+    eigen = EigenTrainer(krylov, None, Y, hyper, sample_weight=weight)
+    dual = DualTrainer(K, Y, hyper, "squared", sample_weight=weight)
+    full = [np.arange(n)]
+    for _ in range(n_epochs):
+        assert np.isclose(eigen.run_epoch(), dual.run_epoch(full), rtol=1e-10)
+    assert relative_error(eigen.coef, dual.coef) < 1e-9
+    if optimizer != "sgd":
+        assert relative_error(eigen.state.momentum_buffer,
+                              dual.state.momentum_buffer) < 1e-9
+    with pytest.raises(RuntimeError, match="exact for 8 epochs"):
+        eigen.run_epoch()
+
+
+def test_krylov_restriction_of_a_small_problem_is_invariant():
+    # 12 rows and 2 outputs: the subspace fills the space after 6 blocks,
+    # and then holds for any number of epochs.
+    Psi, _ = make_features()
+    K = Psi @ Psi.T
+    Y = make_targets("squared")
+    krylov = krylov_decomposition(K, Y, 20)
+    assert krylov.max_epochs is None and krylov.eigenvectors.shape[1] <= N_TRAIN
+    eigen = EigenTrainer(krylov, None, Y, settings("adam*"))
+    dual = DualTrainer(K, Y, settings("adam*"), "squared")
+    run(eigen, epochs_of("full", 25))
+    run(dual, epochs_of("full", 25))
+    assert relative_error(eigen.coef, dual.coef) < 1e-9
+
+
+def test_krylov_restriction_refuses_other_targets_and_resuming():
+    n = 60
+    Psi, _ = make_features(n_train=n, n_new=0, n_columns=100)
+    K = Psi @ Psi.T
+    Y = make_targets("squared", n=n)
+    krylov = krylov_decomposition(K, Y, 4)
+    with pytest.raises(ValueError, match="not the target"):
+        EigenTrainer(krylov, None, make_targets("squared", seed=7, n=n),
+                     settings("adam*"))
+    with pytest.raises(ValueError, match="from zero coefficients only"):
+        EigenTrainer(krylov, K, Y, settings("adam*"), coef=np.ones((n, 2)))
 
 
 def test_results_do_not_depend_on_the_thread_count():
