@@ -1017,6 +1017,9 @@ class DualTrainer(_BatchTrainer):
             return self._F.copy()
         return self._K @ self._coef
 
+    def _times_K(self, M):
+        return self._K @ M if np.any(M) else np.zeros_like(M)
+
     def _minibatch_epoch(self, order, offsets):
         self._F = self._U = None
         loss_sum, weight_sum, self._t, diverged = _dual_minibatch_epoch(
@@ -1027,9 +1030,11 @@ class DualTrainer(_BatchTrainer):
 
     def _full_batch_step(self):
         if self._F is None:
-            self._F = self._K @ self._coef
+            # From zero (a fresh fit) there is nothing to multiply: skipping
+            # saves two passes over K.
+            self._F = self._times_K(self._coef)
             use_moment = self._settings.optimizer != "sgd"
-            self._U = self._K @ self._moment if use_moment else np.zeros_like(self._F)
+            self._U = self._times_K(self._moment) if use_moment else np.zeros_like(self._F)
         loss_sum, L = self._full_gradient(self._F)
         if not np.isfinite(loss_sum):
             return loss_sum, self._weight_sum, True
