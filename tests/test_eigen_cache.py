@@ -341,3 +341,14 @@ def test_warm_start_resumes_with_the_whole_spectrum(eigensolves, krylov_builds):
     straight = AdamStarNTKRegressor(solver="dual", max_iter=16, kernel="ntk").fit(X, y)
     np.testing.assert_allclose(est.dual_coef_, straight.dual_coef_, rtol=1e-7,
                                atol=1e-9 * np.abs(straight.dual_coef_).max())
+
+
+def test_krylov_restriction_in_float32(krylov_builds):
+    X, y = make_friedman1(n_samples=300, n_features=5, random_state=4)
+    X, y = X.astype(np.float32), y.astype(np.float32)
+    common = dict(kernel="ntk", max_iter=12, tol=0.0)
+    eigen = AdamStarNTKRegressor(solver="eigen", **common).fit(X, y)
+    dual = AdamStarNTKRegressor(solver="dual", **common).fit(X, y)
+    assert len(krylov_builds) == 1 and eigen.dual_coef_.dtype == np.float32
+    np.testing.assert_allclose(eigen.predict(X), dual.predict(X), rtol=1e-4,
+                               atol=1e-5 * np.abs(y).max())
