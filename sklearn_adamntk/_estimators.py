@@ -392,11 +392,16 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
 
         # Without a network to draw, the eigen cache can be consulted before
         # the solver is chosen, so that "auto" knows the eigensolve is paid.
+        # The key hashes the data (all of a precomputed Gram matrix): "auto"
+        # pays for that only when something is cached.
         eigen_key = None
         if (
             not online
             and self.width is None
-            and self.solver in ("auto", "eigen")
+            and (
+                self.solver == "eigen"
+                or (self.solver == "auto" and _eigen_cache.nbytes() > 0)
+            )
             and full_batch
         ):
             eigen_key = self._eigen_key(

@@ -352,3 +352,16 @@ def test_krylov_restriction_in_float32(krylov_builds):
     assert len(krylov_builds) == 1 and eigen.dual_coef_.dtype == np.float32
     np.testing.assert_allclose(eigen.predict(X), dual.predict(X), rtol=1e-4,
                                atol=1e-5 * np.abs(y).max())
+
+
+def test_auto_hashes_the_data_only_when_something_is_cached(regression, monkeypatch):
+    X, y = regression
+    hashed = []
+    digest = _eigen_cache.cache_key
+    monkeypatch.setattr(_eigen_cache, "cache_key",
+                        lambda *parts: hashed.append(1) or digest(*parts))
+    _fit(X, y, solver="auto")
+    assert hashed == []
+    _fit(X, y, solver="eigen")
+    _fit(X, y, solver="auto")
+    assert len(hashed) == 2
