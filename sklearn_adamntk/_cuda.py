@@ -895,7 +895,11 @@ class DualTrainer:
         self._K = d_K
         self._Y = cuda.to_device(Y)
         self._weight = cuda.to_device(weight)
-        self._coef = cuda.to_device(_check_coef(coef, n, k, dtype))
+        coef = _check_coef(coef, n, k, dtype)
+        # A fresh fit starts from zero: its first full-batch step needs no
+        # product with K for F = K A and U = K M (two passes saved).
+        self._from_zero = not (np.any(coef) or np.any(state.momentum_buffer))
+        self._coef = cuda.to_device(coef)
         self._moment = cuda.to_device(state.momentum_buffer)
         # adam* keeps one second moment per output; others none (a dummy).
         second = state.second_moment if settings.optimizer == "adam*" else np.zeros(0, dtype)
@@ -999,11 +1003,13 @@ class DualTrainer:
     def _full_batch_step(self):
         launch, kernels = self._launch, self._kernels
         if self._F is None:
-            self._F = self._product(self._coef)
-            if self._settings.optimizer == "sgd":
-                self._U = cuda.to_device(np.zeros((self._n, self._k), dtype=self._dtype))
+            zeros = np.zeros((self._n, self._k), dtype=self._dtype)
+            self._F = cuda.to_device(zeros) if self._from_zero else self._product(self._coef)
+            if self._settings.optimizer == "sgd" or self._from_zero:
+                self._U = cuda.to_device(zeros)
             else:
                 self._U = self._product(self._moment)
+        self._from_zero = False
         status = cuda.to_device(np.zeros(2, dtype=np.int64))
         stats = cuda.to_device(np.zeros((1, 2)))
         d_L = cuda.device_array((self._n, self._k), dtype=self._dtype)
@@ -1027,6 +1033,7 @@ class DualTrainer:
     def _minibatch_epoch(self, order, offsets):
         launch, kernels = self._launch, self._kernels
         self._F = self._U = None
+        self._from_zero = False
         n_batches = offsets.shape[0] - 1
         sizes = np.diff(offsets)
         largest = int(sizes.max())
