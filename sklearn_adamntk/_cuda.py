@@ -67,7 +67,7 @@ INSTALL_HINT = 'pip install "sklearn_adamntk[cuda]"'
 # kernels' closures to plain constants, which Numba's cache can key on.
 cuda = None
 _entry = _loss_row = _block_sum = None
-_relu_layer = _erf_layer = _arccos_layer = None
+_relu_layer = _erf_layer = _arccos_layer = _arccos_j = None
 
 # Integer codes and constant slots shared with the CPU core.
 _RELU, _ERF, _ARCCOS = _kernels._RELU, _kernels._ERF, _kernels._ARCCOS
@@ -231,7 +231,10 @@ def _check_device_allocation(n_bytes, what, advice):
 def _device_functions():
     """Bind the device functions: per-entry recursion (DESIGN 4), losses, block sum."""
     global _entry, _loss_row, _block_sum, _relu_layer, _erf_layer, _arccos_layer
+    global _arccos_j
     _import_cuda()
+    # Cho & Saul's polynomial is the CPU core's own statement.
+    _arccos_j = cuda.jit(device=True, cache=True)(_kernels._arccos_j)
 
     @cuda.jit(device=True, cache=True)
     def relu_layer(s, t, layer, tx, i, ty, j, coef):
@@ -269,12 +272,7 @@ def _device_functions():
         c = min(max(max(c, tx[0, 2, i]), ty[0, 2, j]), one)
         rest = math.acos(-c)
         sin = math.sqrt((one - c) * (one + c))
-        if degree == 0:
-            j_n = rest
-        elif degree == 1:
-            j_n = sin + rest * c
-        else:
-            j_n = coef[_THREE] * sin * c + rest * (one + two * c * c)
+        j_n = _arccos_j(degree, c, sin, rest, one, two, coef[_THREE])
         return ((tx[0, 1, i] * coef[_INV_PI]) * ty[0, 1, j]) * j_n
 
     @cuda.jit(device=True, cache=True)

@@ -279,6 +279,22 @@ def _erf_layer(s_buf, t_buf, m, tx, i, ty, j0, e_scale, dot_scale, sb2):
         s_buf[jj] = s_next
 
 
+def _arccos_j(degree, c, sin, rest, one, two, three):
+    """Cho & Saul's ``J_n`` from ``cos``, ``sin`` and ``pi - theta`` (degree 0-2).
+
+    Plain Python on scalars: compiled inline here and as a device function
+    by the CUDA backend, so both backends state the polynomial once.
+    """
+    if degree == 0:
+        return rest
+    if degree == 1:
+        return sin + rest * c
+    return three * sin * c + rest * (one + two * c * c)
+
+
+_arccos_j_cpu = njit(**_INLINE)(_arccos_j)
+
+
 @njit(**_INLINE)
 def _arccos_layer(s_buf, m, tx, i, ty, j0, degree, inv_pi):
     """Arc-cosine kernel of degree 0, 1 or 2 on ``m`` entries of row ``i``.
@@ -300,12 +316,7 @@ def _arccos_layer(s_buf, m, tx, i, ty, j0, degree, inv_pi):
         c = min(max(max(c, lo_i), lo[jj]), one)
         rest = _arccos_pair(c)[1]
         sin = math.sqrt((one - c) * (one + c))
-        if degree == 0:
-            j_n = rest
-        elif degree == 1:
-            j_n = sin + rest * c
-        else:
-            j_n = three * sin * c + rest * (one + two * c * c)
+        j_n = _arccos_j_cpu(degree, c, sin, rest, one, two, three)
         s_buf[jj] = (rn_i * rn[jj]) * j_n
 
 
