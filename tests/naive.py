@@ -62,6 +62,7 @@ def network_kernel(X, Y=None, kernel="ntk", activation="relu", depth=1,
 def arccos_kernel(X, Y=None, degree=1):
     """Arc-cosine kernel of Cho & Saul (2009), degrees 0, 1 and 2."""
     X = np.asarray(X, dtype=np.float64)
+    same = Y is None
     Y = X if Y is None else np.asarray(Y, dtype=np.float64)
     nx = np.linalg.norm(X, axis=1)[:, None]
     ny = np.linalg.norm(Y, axis=1)[None, :]
@@ -69,6 +70,10 @@ def arccos_kernel(X, Y=None, degree=1):
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.where(norm > 0, (X @ Y.T) / np.where(norm > 0, norm, 1.0), 1.0)
     cos = np.clip(cos, -1.0, 1.0)
+    if same:
+        # The angle of a row with itself is 0 exactly (DESIGN 4); arccos of a
+        # rounded 1 would be about 1e-8 and cost degree 0 its eighth digit.
+        np.fill_diagonal(cos, 1.0)
     theta = np.arccos(cos)
     sin = np.sin(theta)
     if degree == 0:
