@@ -27,12 +27,10 @@ import time
 import numpy as np
 
 from _common import fmt, machine_summary, markdown_table, median_times
-from sklearn_adamntk._optimizers import (
-    DualTrainer,
-    EigenTrainer,
-    OptimizerSettings,
-    eigen_decomposition,
-)
+from sklearn_adamntk._dual import DualTrainer
+from sklearn_adamntk._eigen import EigenTrainer
+from sklearn_adamntk._optimizer import OptimizerSettings
+from sklearn_adamntk._spectral import eigen_decomposition
 
 SIZES = (2000, 4000, 8000)
 QUICK_SIZES = (1000, 2000)

@@ -1,4 +1,10 @@
-"""Where and how the numeric core runs: Numba threads, memory, block sizes.
+"""Where and how the numeric core runs: device, Numba threads, memory, block sizes.
+
+This is the one module that imports the CUDA backend (:mod:`._cuda` and
+:mod:`._cuda_dual`), and only inside the functions that need it, so that
+importing the package never touches CUDA: the kernel functions and the
+fitting engine ask here for the device a computation runs on and for its GPU
+counterpart.
 
 The estimators and public functions call into the compiled core only through
 :func:`numba_threads`, so that ``n_jobs`` is honoured per call and restored
@@ -21,6 +27,8 @@ import numba
 import numpy as np
 
 _BYTES_PER_MIB = 2**20
+
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def effective_n_threads(n_jobs):
@@ -113,3 +121,54 @@ def block_rows(n_cols, dtype, working_memory_mib, n_temporaries=1):
     """
     row_bytes = max(1, n_cols) * np.dtype(dtype).itemsize * n_temporaries
     return max(1, int(working_memory_mib * _BYTES_PER_MIB // row_bytes))
+
+
+# --------------------------------------------------------------------------
+# Device
+# --------------------------------------------------------------------------
+
+
+def _cuda():
+    """The CUDA backend, imported on first use (it imports ``numba.cuda`` lazily)."""
+    from . import _cuda as module
+
+    return module
+
+
+def resolve_device(device):
+    """The device a computation runs on, ``"cpu"`` or ``"cuda"``.
+
+    ``"cpu"`` never touches CUDA; ``"cuda"`` raises a RuntimeError saying why
+    when no GPU can be used (there is no silent fallback); ``"auto"`` is the
+    GPU when there is one.
+    """
+    if device == "cpu":
+        return "cpu"
+    return _cuda().resolve_device(device)
+
+
+def cuda_available():
+    """Whether a CUDA GPU (or Numba's CUDA simulator) can be used."""
+    return _cuda().cuda_available()
+
+
+def gpu_kernel_matrix(X, Y=None, *, keep_on_device=False, **kernel_params):
+    """:func:`._kernels.kernel_matrix` on the GPU (kept there if ``keep_on_device``)."""
+    return _cuda().kernel_matrix(X, Y, keep_on_device=keep_on_device, **kernel_params)
+
+
+def gpu_dual_trainer(K, Y, settings, loss, **kwargs):
+    """:class:`._dual.DualTrainer` with its state resident on the GPU."""
+    from ._cuda_dual import DualTrainer
+
+    return DualTrainer(K, Y, settings, loss, **kwargs)
+
+
+def gpu_kernel_outputs(X_fit, coef, X, **kernel_params):
+    """``K(X, X_fit) @ coef``, the kernel built and multiplied on the GPU in blocks."""
+    return _cuda().predict(X_fit, coef, X, **kernel_params)
+
+
+def gpu_product(K, coef):
+    """``K @ coef`` for a host array ``K``, multiplied on the GPU in row blocks."""
+    return _cuda().predict_precomputed(K, coef)

@@ -12,7 +12,7 @@ from sklearn import get_config
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from . import _backend, _cuda
+from . import _backend
 from ._kernels import arccos_matrix, kernel_diag, kernel_matrix
 
 _ARRAYS = {
@@ -70,7 +70,7 @@ def _gram_setup(X, Y, working_memory):
 
 
 @validate_params({**_ARRAYS, **_NETWORK, **_RUNTIME,
-                  "device": [StrOptions(set(_cuda.DEVICES))]},
+                  "device": [StrOptions(set(_backend.DEVICES))]},
                  prefer_skip_nested_validation=True)
 def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
                    weight_variance=2.0, bias_variance=0.0, working_memory=None,
@@ -138,12 +138,12 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
            [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
-    device = _cuda.resolve_device(device)
+    device = _backend.resolve_device(device)
     block_rows = _gram_setup(X, Y, working_memory)
     if device == "cuda":
-        return _cuda.kernel_matrix(X, Y, kernel=kernel, activation=activation,
-                                   depth=depth, weight_variance=weight_variance,
-                                   bias_variance=bias_variance)
+        return _backend.gpu_kernel_matrix(X, Y, kernel=kernel, activation=activation,
+                                          depth=depth, weight_variance=weight_variance,
+                                          bias_variance=bias_variance)
     with _backend.numba_threads(n_jobs):
         return kernel_matrix(X, Y, kernel=kernel, activation=activation, depth=depth,
                              weight_variance=weight_variance,

@@ -26,9 +26,15 @@ from naive import arccos_kernel as naive_arccos
 from naive import network_kernel as naive_kernel
 from naive_dynamics import dual_training
 
-from sklearn_adamntk import AdamStarNTKClassifier, AdamStarNTKRegressor, _cuda
+from sklearn_adamntk import (
+    AdamStarNTKClassifier,
+    AdamStarNTKRegressor,
+    _cuda,
+    _cuda_dual,
+)
 from sklearn_adamntk import _kernels, network_kernel
-from sklearn_adamntk._optimizers import DualTrainer, OptimizerSettings
+from sklearn_adamntk._dual import DualTrainer
+from sklearn_adamntk._optimizer import OptimizerSettings
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 HOW_TO_RUN = (
@@ -286,7 +292,7 @@ def test_trainer_matches_cpu_and_reference(loss, optimizer):
     K, Y, weight = _problem(loss)
     settings = OptimizerSettings(optimizer, learning_rate=0.1, weight_decay=0.01)
     cpu = DualTrainer(K, Y, settings, loss, sample_weight=weight)
-    gpu = _cuda.DualTrainer(K, Y, settings, loss, sample_weight=weight)
+    gpu = _cuda_dual.DualTrainer(K, Y, settings, loss, sample_weight=weight)
     for batches in SCHEDULE:
         assert abs(gpu.run_epoch(batches) / cpu.run_epoch(batches) - 1) < RTOL
     reference = dual_training(K, Y, SCHEDULE, optimizer=optimizer, loss=loss,
@@ -312,7 +318,7 @@ def test_trainer_resumes_and_takes_a_device_gram():
     cpu.run_epoch(FULL)
     cpu.run_epoch(MINI[0])
     d_K = _cuda.cuda.to_device(K)
-    gpu = _cuda.DualTrainer(d_K, Y, settings, "squared", sample_weight=weight,
+    gpu = _cuda_dual.DualTrainer(d_K, Y, settings, "squared", sample_weight=weight,
                             coef=cpu.coef, state=cpu.state)
     for batches in (MINI[1], FULL):
         assert abs(gpu.run_epoch(batches) / cpu.run_epoch(batches) - 1) < RTOL
@@ -325,7 +331,7 @@ def test_trainer_float32():
     K, Y, weight = _problem("softmax", seed=2)
     K32, Y32 = K.astype(np.float32), Y.astype(np.float32)
     settings = OptimizerSettings("adam*", learning_rate=0.1)
-    gpu = _cuda.DualTrainer(K32, Y32, settings, "softmax", sample_weight=weight)
+    gpu = _cuda_dual.DualTrainer(K32, Y32, settings, "softmax", sample_weight=weight)
     losses = [gpu.run_epoch(batches) for batches in (FULL, MINI[0])]
     reference = dual_training(K32, Y32, [FULL, MINI[0]], optimizer="adam*",
                               loss="softmax", learning_rate=0.1, sample_weight=weight)
@@ -343,7 +349,7 @@ def test_trainer_divergence(batches):
     K, Y, _ = _problem("squared")
     settings = OptimizerSettings("sgd", learning_rate=1e200)
     cpu = DualTrainer(K, Y, settings, "squared")
-    gpu = _cuda.DualTrainer(K, Y, settings, "squared")
+    gpu = _cuda_dual.DualTrainer(K, Y, settings, "squared")
     for trainer in (cpu, gpu):
         with pytest.raises(FloatingPointError, match="diverged"):
             for _ in range(5):
@@ -355,9 +361,9 @@ def test_trainer_divergence(batches):
 def test_trainer_refuses_what_it_cannot_run():
     K, Y, _ = _problem("squared")
     with pytest.raises(ValueError, match="no dual form"):
-        _cuda.DualTrainer(K, Y, OptimizerSettings("adam", learning_rate=0.1),
+        _cuda_dual.DualTrainer(K, Y, OptimizerSettings("adam", learning_rate=0.1),
                           "squared")
-    gpu = _cuda.DualTrainer(K, Y, OptimizerSettings("sgd", learning_rate=0.1),
+    gpu = _cuda_dual.DualTrainer(K, Y, OptimizerSettings("sgd", learning_rate=0.1),
                             "squared")
     with pytest.raises(ValueError, match="must not share rows"):
         gpu.run_epoch([np.array([0, 1]), np.array([1, 2])])

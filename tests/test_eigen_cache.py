@@ -7,13 +7,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, KFold
 
 from sklearn_adamntk import AdamStarNTKRegressor, network_kernel
-from sklearn_adamntk import _eigen_cache, _estimators
-from sklearn_adamntk._optimizers import (
-    EigenTrainer,
-    OptimizerSettings,
-    choose_solver,
-    eigen_decomposition,
-)
+from sklearn_adamntk import _eigen_cache, _solvers
+from sklearn_adamntk._eigen import EigenTrainer
+from sklearn_adamntk._optimizer import OptimizerSettings
+from sklearn_adamntk._solvers import choose_solver
+from sklearn_adamntk._spectral import eigen_decomposition
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=ConvergenceWarning)
 
@@ -33,7 +31,7 @@ def eigensolves(monkeypatch):
         calls.append(K.shape[0])
         return eigen_decomposition(K, *args, **kwargs)
 
-    monkeypatch.setattr(_estimators, "eigen_decomposition", counted)
+    monkeypatch.setattr(_solvers, "eigen_decomposition", counted)
     return calls
 
 
@@ -249,30 +247,10 @@ def test_eigen_trainer_without_K_trains_from_zero_but_cannot_resume():
         without_K.train_predictions()
 
 
-@pytest.mark.parametrize("available, driver", [(2**40, "evd"), (10_000, "evr")])
-def test_both_lapack_drivers_decompose_the_weighted_gram_matrix(monkeypatch, available,
-                                                                driver):
-    from sklearn_adamntk import _backend, _optimizers
-
-    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: available)
-    assert _optimizers._eigh_driver(30, np.float64) == driver
-    rng = np.random.default_rng(5)
-    K = network_kernel(rng.standard_normal((30, 4)), depth=2)
-    weight = rng.uniform(0.5, 2, 30)
-    decomposition = eigen_decomposition(K, weight)
-    Q, lam = decomposition.eigenvectors, decomposition.eigenvalues
-    sw = np.sqrt(weight)
-    np.testing.assert_allclose(Q.T @ Q, np.eye(30), atol=1e-12)
-    np.testing.assert_allclose(Q @ np.diag(lam) @ Q.T, sw[:, None] * K * sw,
-                               atol=1e-12)
-    np.testing.assert_allclose(lam, np.linalg.eigvalsh(sw[:, None] * K * sw),
-                               rtol=1e-10, atol=1e-12)
-
-
 @pytest.fixture
 def krylov_builds(monkeypatch):
     """Counts the Krylov restrictions the estimators build."""
-    from sklearn_adamntk._optimizers import krylov_decomposition
+    from sklearn_adamntk._spectral import krylov_decomposition
 
     calls = []
 
@@ -280,7 +258,7 @@ def krylov_builds(monkeypatch):
         calls.append((K.shape[0], n_epochs))
         return krylov_decomposition(K, Y, n_epochs, **kwargs)
 
-    monkeypatch.setattr(_estimators, "krylov_decomposition", counted)
+    monkeypatch.setattr(_solvers, "krylov_decomposition", counted)
     return calls
 
 

@@ -614,8 +614,8 @@ def test_cross_val_score_under_joblib_backends(data, backend):
 
 def test_numba_threads_follow_n_jobs_and_are_restored(data, monkeypatch):
     numba = pytest.importorskip("numba")
-    from sklearn_adamntk import _estimators
-    from sklearn_adamntk._optimizers import DualTrainer
+    from sklearn_adamntk import _solvers
+    from sklearn_adamntk._dual import DualTrainer
 
     seen = []
 
@@ -624,7 +624,7 @@ def test_numba_threads_follow_n_jobs_and_are_restored(data, monkeypatch):
             seen.append(numba.get_num_threads())
             return super().run_epoch(batches)
 
-    monkeypatch.setattr(_estimators, "DualTrainer", Recording)
+    monkeypatch.setattr(_solvers, "DualTrainer", Recording)
     X, y, _, _ = data
     before = numba.get_num_threads()
     AdamStarNTKRegressor(max_iter=2, solver="dual", n_jobs=1).fit(X, y)

@@ -1,7 +1,7 @@
-"""The training recursions (DESIGN 3) against slow references and each other.
+"""The trainers (dual, primal, eigen) against slow references and each other.
 
 The references live in ``naive_dynamics.py`` (plain NumPy, one step at a
-time, written from the formulas).  Besides agreement with them, these tests
+time, written from the formulas of DESIGN 3).  Besides agreement with them, these tests
 check the exactness contract of DESIGN 3.1 (weight-space ADAM* on ``Psi`` is
 the dual model on ``K = Psi Psi^T``) together with negative controls that
 must break it, the eigenbasis shortcut, resuming, limits, and failures.
@@ -12,104 +12,34 @@ import numpy as np
 import pytest
 from naive_dynamics import (
     dual_training,
-    loss_and_gradient as naive_loss_and_gradient,
     weight_space_predict,
     weight_space_training,
 )
 
-from sklearn_adamntk import _optimizers
-from sklearn_adamntk._optimizers import (
-    LOSSES,
-    DualTrainer,
-    EigenTrainer,
-    OptimizerSettings,
-    OptimizerState,
-    PrimalTrainer,
-    choose_solver,
-    eigen_decomposition,
-    init_state,
-    krylov_decomposition,
-    loss_and_gradient,
+from training_problems import (
+    FULL,
+    HYPER,
+    MINI,
+    N_COLUMNS,
+    N_FEATURES,
+    N_NEW,
+    N_TRAIN,
+    epochs_of,
+    make_features,
+    make_targets,
+    make_weights,
+    relative_error,
+    run,
+    settings,
 )
 
-N_TRAIN, N_NEW, N_FEATURES, N_COLUMNS = 12, 5, 3, 40
-FULL = [np.arange(N_TRAIN)]
-# Fixed, unequal, shuffled mini-batches: two different epochs.
-MINI = [
-    [np.array([3, 0, 7, 9]), np.array([11, 1, 5]), np.array([2, 10, 4, 6, 8])],
-    [np.array([8, 6, 4, 2, 0]), np.array([1, 3, 5, 7, 9]), np.array([10, 11])],
-]
-HYPER = dict(learning_rate=0.05, beta_1=0.8, beta_2=0.99, epsilon=1e-8,
-             momentum=0.7, weight_decay=0.2)
-
-
-def relative_error(actual, desired):
-    return np.max(np.abs(actual - desired)) / np.max(np.abs(desired))
-
-
-def make_features(seed=0, n_train=N_TRAIN, n_new=N_NEW, n_columns=N_COLUMNS):
-    """ReLU random features of training and new rows, with one zero input row."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_train + n_new, N_FEATURES))
-    X[4] = 0.0  # a zero row: its features (and kernel row) vanish
-    projection = rng.standard_normal((N_FEATURES, n_columns))
-    Psi = np.maximum(X @ projection, 0.0) / np.sqrt(n_columns)
-    return Psi[:n_train], Psi[n_train:]
-
-
-def make_targets(loss, seed=1, n=N_TRAIN):
-    rng = np.random.default_rng(seed)
-    if loss == "squared":
-        return rng.standard_normal((n, 2))
-    if loss == "logistic":
-        return (np.arange(n) % 2).astype(float)[:, None]
-    return np.eye(3)[np.arange(n) % 3]
-
-
-def make_weights(seed=2, n=N_TRAIN):
-    weight = np.random.default_rng(seed).uniform(0.5, 2.0, n)
-    weight[1] = 0.0
-    return weight
-
-
-def settings(optimizer, **overrides):
-    return OptimizerSettings(optimizer, **{**HYPER, **overrides})
-
-
-def run(trainer, epochs):
-    return [trainer.run_epoch(batches) for batches in epochs]
-
-
-def epochs_of(batching, n_epochs):
-    return [FULL if batching == "full" else MINI[e % 2] for e in range(n_epochs)]
-
-
-# --------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("loss", LOSSES)
-def test_loss_and_gradient_matches_textbook_formulas(loss):
-    rng = np.random.default_rng(3)
-    Y = make_targets(loss, n=7)
-    F = 2.0 * rng.standard_normal(Y.shape)
-    per_row, grad = loss_and_gradient(F, Y, loss)
-    expected_rows, expected_grad = naive_loss_and_gradient(F, Y, loss)
-    np.testing.assert_allclose(per_row, expected_rows, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(grad, expected_grad, rtol=1e-13, atol=1e-15)
-
-
-def test_classification_losses_stay_finite_for_huge_logits():
-    F = np.array([[800.0], [-800.0]])
-    Y = np.array([[0.0], [1.0]])
-    per_row, grad = loss_and_gradient(F, Y, "logistic")
-    np.testing.assert_allclose(per_row, [800.0, 800.0])
-    np.testing.assert_allclose(grad, [[1.0], [-1.0]])
-    F = np.array([[1000.0, -1000.0, 0.0]])
-    per_row, grad = loss_and_gradient(F, np.array([[0.0, 1.0, 0.0]]), "softmax")
-    np.testing.assert_allclose(per_row, [2000.0])
-    np.testing.assert_allclose(grad, [[1.0, -1.0, 0.0]], atol=1e-300)
+from sklearn_adamntk import _dual
+from sklearn_adamntk._dual import DualTrainer
+from sklearn_adamntk._eigen import EigenTrainer
+from sklearn_adamntk._losses import LOSSES
+from sklearn_adamntk._optimizer import OptimizerSettings, init_state
+from sklearn_adamntk._primal import PrimalTrainer
+from sklearn_adamntk._spectral import eigen_decomposition
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +91,7 @@ def test_trainers_match_naive_dynamics(loss, optimizer, batching):
 
 def test_minibatch_adam_star_without_the_block_buffer(monkeypatch):
     # Batches whose K_BB does not fit the buffer gather it from K instead.
-    monkeypatch.setattr(_optimizers, "_BLOCK_BUFFER_BYTES", 0)
+    monkeypatch.setattr(_dual, "_BLOCK_BUFFER_BYTES", 0)
     Psi, _ = make_features()
     K = Psi @ Psi.T
     Y = make_targets("softmax")
@@ -455,60 +385,6 @@ def test_eigen_output_map_equals_operator_times_coef():
         assert relative_error(outputs(), operator @ eigen.coef) < 1e-10
 
 
-@pytest.mark.parametrize("optimizer", ["adam*", "sgd", "momentum"])
-def test_krylov_restriction_trains_exactly_as_the_dual_form(optimizer):
-    # 200 rows, 2 outputs, 8 epochs: the subspace (18 directions) is far
-    # from the whole space, so the restriction is doing the work.
-    n, n_epochs = 200, 8
-    Psi, _ = make_features(n_train=n, n_new=0, n_columns=400)
-    K = Psi @ Psi.T
-    Y = make_targets("squared", n=n)
-    weight = make_weights(n=n)
-    hyper = settings(optimizer, learning_rate=0.3, weight_decay=0.01)
-    krylov = krylov_decomposition(K, Y, n_epochs, weight)
-    assert krylov.eigenvectors.shape == (n, 2 * (n_epochs + 1))
-    assert krylov.max_epochs == n_epochs
-    eigen = EigenTrainer(krylov, None, Y, hyper, sample_weight=weight)
-    dual = DualTrainer(K, Y, hyper, "squared", sample_weight=weight)
-    full = [np.arange(n)]
-    for _ in range(n_epochs):
-        assert np.isclose(eigen.run_epoch(), dual.run_epoch(full), rtol=1e-10)
-    assert relative_error(eigen.coef, dual.coef) < 1e-9
-    if optimizer != "sgd":
-        assert relative_error(eigen.state.momentum_buffer,
-                              dual.state.momentum_buffer) < 1e-9
-    with pytest.raises(RuntimeError, match="exact for 8 epochs"):
-        eigen.run_epoch()
-
-
-def test_krylov_restriction_of_a_small_problem_is_invariant():
-    # 12 rows and 2 outputs: the subspace fills the space after 6 blocks,
-    # and then holds for any number of epochs.
-    Psi, _ = make_features()
-    K = Psi @ Psi.T
-    Y = make_targets("squared")
-    krylov = krylov_decomposition(K, Y, 20)
-    assert krylov.max_epochs is None and krylov.eigenvectors.shape[1] <= N_TRAIN
-    eigen = EigenTrainer(krylov, None, Y, settings("adam*"))
-    dual = DualTrainer(K, Y, settings("adam*"), "squared")
-    run(eigen, epochs_of("full", 25))
-    run(dual, epochs_of("full", 25))
-    assert relative_error(eigen.coef, dual.coef) < 1e-9
-
-
-def test_krylov_restriction_refuses_other_targets_and_resuming():
-    n = 60
-    Psi, _ = make_features(n_train=n, n_new=0, n_columns=100)
-    K = Psi @ Psi.T
-    Y = make_targets("squared", n=n)
-    krylov = krylov_decomposition(K, Y, 4)
-    with pytest.raises(ValueError, match="not the target"):
-        EigenTrainer(krylov, None, make_targets("squared", seed=7, n=n),
-                     settings("adam*"))
-    with pytest.raises(ValueError, match="from zero coefficients only"):
-        EigenTrainer(krylov, K, Y, settings("adam*"), coef=np.ones((n, 2)))
-
-
 def test_results_do_not_depend_on_the_thread_count():
     # Large enough for the gathers to run in parallel (several column chunks,
     # batches of 150 rows and 3 outputs).
@@ -631,44 +507,6 @@ def test_divergence_raises_floating_point_error(kind):
     with pytest.raises(FloatingPointError, match="diverged.*learning_rate_init"):
         for _ in range(500):
             run(trainer, epochs)
-
-
-def test_with_new_rows_appends_zero_rows():
-    state = OptimizerState(np.ones((3, 2)), np.array([0.5, 0.25]), t=7)
-    grown = state.with_new_rows(2)
-    np.testing.assert_array_equal(grown.momentum_buffer, np.vstack([np.ones((3, 2)),
-                                                                    np.zeros((2, 2))]))
-    np.testing.assert_array_equal(grown.second_moment, [0.5, 0.25])
-    assert grown.t == 7
-    assert state.momentum_buffer.shape == (3, 2)  # the original is untouched
-    adam = init_state(3, 2, "adam", np.float64).with_new_rows(1)
-    assert adam.second_moment.shape == (4, 2)
-
-
-def test_init_state_shapes():
-    assert init_state(5, 2, "adam*", np.float32).second_moment.shape == (2,)
-    assert init_state(5, 2, "adam*", np.float32).momentum_buffer.dtype == np.float32
-    assert init_state(5, 2, "adam", np.float64).second_moment.shape == (5, 2)
-    assert init_state(5, 2, "sgd", np.float64).second_moment.shape == (0,)
-    assert init_state(5, 2, "momentum", np.float64).t == 0
-
-
-def test_choose_solver():
-    common = dict(n_samples=2000, n_outputs=1, loss="squared", max_iter=200)
-    assert choose_solver(n_feature_columns=101, full_batch=False, optimizer="adam*",
-                         **common) == "primal"
-    assert choose_solver(n_feature_columns=None, full_batch=False, optimizer="adam*",
-                         **common) == "dual"
-    assert choose_solver(n_feature_columns=None, full_batch=True, optimizer="adam*",
-                         **common) == "dual"
-    assert choose_solver(n_feature_columns=None, full_batch=True, optimizer="sgd",
-                         **{**common, "max_iter": 100_000}) == "eigen"
-    assert choose_solver(n_feature_columns=None, full_batch=True, optimizer="sgd",
-                         **{**common, "max_iter": 100_000, "loss": "softmax"}) == "dual"
-    assert choose_solver(n_feature_columns=10**6, full_batch=True, optimizer="adam",
-                         **common) == "primal"
-    assert choose_solver(n_feature_columns=10**6, full_batch=False, optimizer="adam*",
-                         **common) == "dual"
 
 
 def test_bad_input_is_refused_before_any_work():

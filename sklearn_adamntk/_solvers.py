@@ -1,0 +1,478 @@
+"""The solvers by name: the cost model that picks one, and how each is set up.
+
+``"dual"`` (:mod:`._dual`), ``"eigen"`` (:mod:`._eigen` on a decomposition of
+:mod:`._spectral`) and ``"primal"`` (:mod:`._primal`) compute the same model
+(DESIGN 3).  :func:`choose_solver` picks the cheapest for one fit;
+:func:`build_trainer` builds the chosen trainer for a training problem of
+:mod:`._fitting`: the training Gram matrix (on the GPU for ``device="cuda"``)
+or the network's features, after a memory check that fails fast; the
+eigendecomposition from the process's cache (:mod:`._eigen_cache`) when it
+is there; the state of a resumed fit; the support set that online training
+grows.  No scikit-learn estimator machinery here.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+import joblib
+import numpy as np
+
+from . import _backend, _eigen_cache
+from ._dual import DualTrainer
+from ._eigen import EigenTrainer
+from ._losses import _check_loss
+from ._model import gram
+from ._optimizer import OPTIMIZERS
+from ._primal import PrimalTrainer
+from ._random_network import n_feature_columns, network_features
+from ._spectral import eigen_decomposition, krylov_decomposition, krylov_pays
+
+SOLVERS = ("dual", "eigen", "primal")
+
+# Cost of a symmetric eigendecomposition in units of the flops of a
+# matrix-vector product at the speed BLAS streams a Gram matrix: eigh(K) takes
+# about _EIGH_COST * N^3 such flops, i.e. time(eigh) = _EIGH_COST * N / 2 times
+# time(K @ g).  benchmarks/bench_training.py measured (numpy.linalg.eigh,
+# OpenBLAS, 2 shared cores) between 0.8 and 5.6 over N = 2000-8000 and runs
+# (eigh runs at BLAS-3 speed while K @ g is bound by memory, so the constant
+# falls as N grows); 4 errs towards the dual solver, which needs no second
+# N x N matrix.
+_EIGH_COST = 4.0
+
+
+def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
+                  optimizer, max_iter, eigen_cached=False):
+    """Pick the cheapest exact solver for one fit.
+
+    Cost model, in flops (a multiply-add counts 2), with ``N = n_samples``,
+    ``k = n_outputs``, ``P = n_feature_columns``, ``T = max_iter``:
+
+    - ``"dual"``: ``T * 2 N^2 k`` (every epoch streams the Gram once), plus
+      ``2 N^2 P`` to build the empirical Gram at finite width.  Memory
+      ``N^2``.
+    - ``"eigen"`` (full batch, squared loss, not ``"adam"``): one ``eigh``,
+      ``_EIGH_COST * N^3`` with ``_EIGH_COST = 4`` measured as
+      ``time(eigh) / time(K @ g)`` in BLAS-streaming flops, or, when
+      :func:`krylov_pays`, the Krylov restriction's ``(T + 1) k`` products
+      with ``K`` and its orthogonalisation, ``2 N^2 (T + 1) k +
+      4 N ((T + 1) k)^2`` (never below the dual cost: it pays only when
+      reused); plus
+      ``6 N^2 k`` to enter and leave the eigenbasis and ``T * 10 N k`` for
+      the epochs; plus the Gram at finite width.  Memory ``2 N^2``.  When
+      the decomposition is cached (``eigen_cached``, e.g. the previous
+      setting of a grid search on the same rows), only ``6 N^2 k`` and the
+      epochs remain, so eigen wins from a handful of epochs on.
+    - ``"primal"`` (finite width only, and only when ``P <= N`` so that the
+      features take no more memory than the Gram): ``T * 4 N P k``
+      (``Psi w`` and ``Psi^T L`` every epoch).  Memory ``N P``.
+
+    ``optimizer="adam"`` has no kernel form and always gives ``"primal"``.
+
+    Parameters
+    ----------
+    n_samples, n_outputs : int
+    n_feature_columns : int or None
+        ``P`` of a finite-width network; ``None`` at infinite width or for a
+        precomputed kernel (no primal form).
+    full_batch : bool
+    loss : {"squared", "logistic", "softmax"}
+    optimizer : {"adam*", "sgd", "momentum", "adam"}
+    max_iter : int
+        Planned number of epochs.
+    eigen_cached : bool, default=False
+        Whether the eigendecomposition of this training Gram matrix is
+        already available.
+
+    Returns
+    -------
+    solver : {"dual", "eigen", "primal"}
+    """
+    _check_loss(loss)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if optimizer == "adam":
+        return "primal"
+    n, k, epochs = float(n_samples), float(n_outputs), float(max_iter)
+    gram = 0.0 if n_feature_columns is None else 2.0 * n * n * float(n_feature_columns)
+    costs = {"dual": gram + epochs * 2.0 * n * n * k}
+    if full_batch and loss == "squared":
+        eigensolve = _EIGH_COST * n**3
+        if krylov_pays(n_samples, n_outputs, max_iter):
+            directions = (epochs + 1.0) * k
+            eigensolve = min(eigensolve, directions * 2.0 * n * n
+                             + 4.0 * n * directions**2)
+        setup = 0.0 if eigen_cached else gram + eigensolve
+        costs["eigen"] = setup + 6.0 * n * n * k + epochs * 10.0 * n * k
+    if n_feature_columns is not None and n_feature_columns <= n_samples:
+        costs["primal"] = epochs * 4.0 * n * float(n_feature_columns) * k
+    return min(costs, key=costs.get)
+
+
+# --------------------------------------------------------------------------
+# Setting a solver up for one training problem
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class TrainerSetup:
+    """A trainer and what the epoch loop needs around it.
+
+    Attributes
+    ----------
+    trainer : DualTrainer, EigenTrainer, PrimalTrainer or the CUDA trainer
+    validation_operator : ndarray or None
+        Maps the trainer's coefficients to the held-out rows' outputs.
+    X_fit : ndarray or None
+        Support rows of the dual coefficients (``None``: primal form, or a
+        precomputed kernel).
+    n_support : int or None
+        Rows of the fitted dual coefficients (held-out rows included).
+    offset : int
+        Index of the first row the batches draw from (online training).
+    """
+
+    trainer: object
+    validation_operator: np.ndarray = None
+    X_fit: np.ndarray = None
+    n_support: int = None
+    offset: int = 0
+
+
+def feature_columns(problem):
+    """Columns of the finite network's features, or None at infinite width."""
+    spec = problem.spec
+    if spec.width is None:
+        return None
+    return n_feature_columns(problem.X.shape[1], width=spec.width, depth=spec.depth,
+                             kernel=spec.kernel)
+
+
+def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
+    """The solver of this fit: the one asked for, or the cost model's choice."""
+    if problem.online:
+        # Online training keeps adding rows: the weights of a finite network
+        # do not grow with them, the dual coefficients do.
+        if problem.spec.width is not None and problem.solver in ("auto", "primal"):
+            return "primal"
+        return "dual"
+    if problem.device == "cuda":
+        return "dual"  # the one solver of the CUDA backend
+    if problem.solver != "auto":
+        return problem.solver
+    return choose_solver(
+        n_samples=n_train,
+        n_outputs=n_outputs,
+        n_feature_columns=feature_columns(problem),
+        full_batch=full_batch,
+        loss=loss,
+        optimizer=problem.settings.optimizer,
+        max_iter=problem.schedule.max_iter,
+        eigen_cached=eigen_key is not None and _eigen_cache.get(eigen_key) is not None,
+    )
+
+
+def krylov_epochs(max_iter, n_train, n_outputs, fresh):
+    """Epochs of a Krylov restriction for this fit, or None for a full eigh.
+
+    From zero coefficients, ``max_iter`` epochs need ``(max_iter + 1) k``
+    directions and as many products with ``K`` (about one dual fit) instead
+    of an ``O(N^3)`` eigensolve.
+    """
+    if fresh and krylov_pays(n_train, n_outputs, max_iter):
+        return max_iter
+    return None
+
+
+def eigen_key(problem, train_rows, network, Y, *, fresh):
+    """Digest of what the training spectrum (or its restriction) depends on."""
+    X = problem.X
+    n_train = X.shape[0] if train_rows is None else train_rows.size
+    return _eigen_cache.cache_key(
+        problem.spec.kernel_params(),
+        problem.spec.depth,
+        network,
+        X,
+        train_rows,
+        problem.sample_weight,
+        Y,
+        krylov_epochs(problem.schedule.max_iter, n_train, Y.shape[1], fresh),
+    )
+
+
+def check_memory(problem, solver, n_train, *, cached=False):
+    """Fail fast, with what to change, when the training operator cannot fit.
+
+    ``cached``: the eigendecomposition is cached, so no ``N x N`` array is
+    allocated.  Cached decompositions are dropped before giving up.
+    """
+    if cached:
+        return
+    try:
+        _check_allocations(problem, solver, n_train)
+    except MemoryError:
+        if not _eigen_cache.nbytes():
+            raise
+        _eigen_cache.clear()
+        _check_allocations(problem, solver, n_train)
+
+
+def _check_allocations(problem, solver, n_train):
+    itemsize = problem.X.dtype.itemsize
+    if solver == "primal":
+        n_columns = feature_columns(problem)
+        _backend.check_allocation(
+            n_train * n_columns * itemsize,
+            f"the {n_train} x {n_columns} feature matrix of the network",
+            "use a smaller width, kernel='nngp' (width + 1 features), or "
+            "float32 input",
+        )
+        return
+    # eigen weights the Gram matrix in place and adds the eigenvectors.
+    copies = 2 if solver == "eigen" else 1
+    _backend.check_allocation(
+        copies * n_train * n_train * itemsize,
+        f"the {n_train} x {n_train} training Gram matrix"
+        + (" (and its eigenvectors for solver='eigen')" if copies > 1 else ""),
+        "use width=... with solver='primal' (a finite network, memory "
+        "linear in the rows), float32 input, or fewer rows",
+    )
+
+
+def build_trainer(problem, solver, targets, split, resume, network, *, continuing,
+                  cache_key=None):
+    """The trainer of ``solver`` for this problem, resumed from ``resume``.
+
+    Parameters
+    ----------
+    problem : TrainingProblem
+    solver : {"dual", "eigen", "primal"}
+    targets : Targets
+        The encoded targets this fit trains on.
+    split : (train_rows, val_rows)
+        Index arrays (early stopping), or ``(None, None)``.
+    resume : FittedModel or None
+        The model to continue (``warm_start`` or online training).
+    network : RandomNetwork or None
+    continuing : bool
+        Online training after a fit: the new rows join the support set.
+    cache_key : str or None
+        Cache key of the training Gram matrix, when the solver choice already
+        needed it.
+
+    Returns
+    -------
+    TrainerSetup
+    """
+    X = problem.X
+    train_rows, val_rows = split
+    Y = np.ascontiguousarray(targets.Y, dtype=X.dtype)
+    rows = slice(None) if train_rows is None else train_rows
+    n_train = X.shape[0] if train_rows is None else train_rows.size
+    if solver == "eigen" and (cache_key is None or resume is not None):
+        cache_key = eigen_key(problem, train_rows, network, targets.Y,
+                              fresh=resume is None)
+    if not continuing:
+        cached = solver == "eigen" and _eigen_cache.get(cache_key) is not None
+        check_memory(problem, solver, n_train, cached=cached)
+
+    if solver == "primal":
+        return _primal_setup(problem, Y, targets.loss, rows, val_rows, resume,
+                             network)
+    if continuing:
+        return _online_dual_setup(problem, resume, Y, targets.loss, network)
+    coef = state = None
+    if resume is not None:
+        coef = resume.coef[rows]
+        state = _restrict_state(resume.state, train_rows)
+    Y_train, sw_train = Y[rows], problem.sample_weight[rows]
+    if solver == "eigen":
+        trainer = _eigen_trainer(problem, cache_key, train_rows, network, Y_train,
+                                 sw_train, coef, state)
+    else:
+        trainer = _dual_trainer(problem, _train_gram(problem, train_rows, network),
+                                Y_train, problem.settings, targets.loss,
+                                sample_weight=sw_train,
+                                coef=coef, state=state)
+    validation_operator = None
+    if val_rows is not None:
+        if problem.spec.precomputed:
+            validation_operator = np.ascontiguousarray(X[np.ix_(val_rows, train_rows)])
+        else:
+            validation_operator = gram(problem.spec, X[val_rows], X[train_rows],
+                                       network=network, n_jobs=problem.n_jobs,
+                                       device=problem.device)
+    X_fit = None if problem.spec.precomputed else X
+    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0], 0)
+
+
+def _features(problem, X, network):
+    return network_features(network, X, **problem.spec.kernel_params())
+
+
+def _primal_setup(problem, Y, loss, rows, val_rows, resume, network):
+    trainer = PrimalTrainer(
+        _features(problem, problem.X[rows], network),
+        Y[rows],
+        problem.settings,
+        loss,
+        sample_weight=problem.sample_weight[rows],
+        coef=None if resume is None else resume.coef,
+        state=None if resume is None else resume.state,
+    )
+    validation_operator = None
+    if val_rows is not None:
+        validation_operator = _features(problem, problem.X[val_rows], network)
+    return TrainerSetup(trainer, validation_operator)
+
+
+def _train_gram(problem, train_rows, network):
+    """Gram matrix among the training rows (on the GPU, it stays there)."""
+    X, spec = problem.X, problem.spec
+    if spec.precomputed:
+        K = X if train_rows is None else X[np.ix_(train_rows, train_rows)]
+        return np.ascontiguousarray(K)
+    rows = slice(None) if train_rows is None else train_rows
+    if problem.device == "cuda":
+        return _backend.gpu_kernel_matrix(X[rows], depth=spec.depth,
+                                          keep_on_device=True, **spec.kernel_params())
+    return gram(spec, X[rows], network=network, n_jobs=problem.n_jobs,
+                device=problem.device)
+
+
+def _dual_trainer(problem, K, *args, **kwargs):
+    """The dual trainer of the device this fit runs on (same interface)."""
+    if problem.device == "cuda":
+        return _backend.gpu_dual_trainer(K, *args, **kwargs)
+    return DualTrainer(K, *args, **kwargs)
+
+
+def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, state):
+    """An :class:`EigenTrainer`, on a cached eigendecomposition when possible.
+
+    The Gram matrix is computed only when the decomposition is not cached or
+    a resumed model needs it, and is decomposed in place when nothing else
+    needs it afterwards.
+    """
+    decomposition = _eigen_cache.get(key)
+    resuming = coef is not None
+    K = None
+    if decomposition is None or resuming:
+        K = _train_gram(problem, train_rows, network)
+    n_epochs = krylov_epochs(problem.schedule.max_iter, Y.shape[0], Y.shape[1],
+                             not resuming)
+    if decomposition is None and n_epochs is not None:
+        decomposition = krylov_decomposition(K, Y, n_epochs,
+                                             sample_weight=sample_weight)
+        K = None
+        _eigen_cache.put(key, decomposition)
+    elif decomposition is None:
+        in_place = not resuming and K is not problem.X
+        decomposition = eigen_decomposition(K, sample_weight=sample_weight,
+                                            overwrite_K=in_place)
+        if in_place:
+            K = None
+        _eigen_cache.put(key, decomposition)
+    return EigenTrainer(decomposition, K, Y, problem.settings,
+                        sample_weight=sample_weight, coef=coef, state=state)
+
+
+def _online_dual_setup(problem, previous, Y_new, loss, network):
+    """One online epoch in which the new rows join the support set.
+
+    The new rows are the last ones of ``X_fit`` and the batches index them
+    from ``offset``.  Only the kernel between the new rows and the whole
+    support set is computed: the old rows never form a batch, so the trainer
+    never reads the kernel among them (that block is left zero).
+    """
+    X_new, sw_new = problem.X, problem.sample_weight
+    X_old = previous.X_fit
+    n_old, n_new = X_old.shape[0], X_new.shape[0]
+    X_fit = np.concatenate([X_old, X_new.astype(X_old.dtype, copy=False)])
+    K_new = gram(problem.spec, X_new, X_fit, network=network, n_jobs=problem.n_jobs,
+                 device=problem.device)
+    dtype = K_new.dtype
+    # Mini-batch steps read only the batch rows of K (never its old-old
+    # block), so only those rows are written: the untouched zero pages of the
+    # rest are never materialised.
+    K = np.zeros((n_old + n_new, n_old + n_new), dtype=dtype)
+    K[n_old:] = K_new
+    Y = np.zeros((n_old + n_new, Y_new.shape[1]), dtype=dtype)
+    Y[n_old:] = Y_new
+    sample_weight = np.zeros(n_old + n_new, dtype=dtype)
+    sample_weight[n_old:] = sw_new
+    coef = np.concatenate([previous.coef.astype(dtype, copy=False),
+                           np.zeros((n_new, Y.shape[1]), dtype=dtype)])
+    state = previous.state.with_new_rows(n_new)
+    trainer = _dual_trainer(problem, K, Y, problem.settings, loss,
+                            sample_weight=sample_weight, coef=coef, state=state)
+    return TrainerSetup(trainer, None, X_fit, X_fit.shape[0], n_old)
+
+
+def same_training_rows(previous, X, train_rows, precomputed):
+    """True when the previous dual coefficients refer to these very rows."""
+    prev_rows = previous.train_rows
+    if (prev_rows is None) != (train_rows is None):
+        return False
+    if prev_rows is not None and not np.array_equal(prev_rows, train_rows):
+        return False
+    if precomputed:
+        return previous.fit_digest == joblib.hash(X)
+    X_fit = previous.X_fit
+    return (
+        X_fit is not None
+        and X_fit.shape == X.shape
+        and X_fit.dtype == X.dtype
+        and np.array_equal(X_fit, X)
+    )
+
+
+# --------------------------------------------------------------------------
+# Optimizer state over the training rows and over the whole support set
+# --------------------------------------------------------------------------
+
+
+def _full_rows(array, rows, n_rows):
+    """``array`` (a row per training row) written into ``n_rows`` rows, zero elsewhere.
+
+    ``rows=None`` means every row trains: a copy.
+    """
+    if rows is None:
+        return np.array(array, copy=True)
+    full = np.zeros((n_rows,) + array.shape[1:], dtype=array.dtype)
+    full[rows] = array
+    return full
+
+
+def expand_state(state, train_rows, n_rows):
+    """Optimizer state over the training rows -> over the whole support set.
+
+    Held-out rows (early stopping) never received a gradient, so their
+    momentum is zero; only the per-row buffers change shape.
+    """
+    if train_rows is None:
+        return state
+    return _map_row_buffers(state, train_rows.size,
+                            lambda a: _full_rows(a, train_rows, n_rows))
+
+
+def _restrict_state(state, train_rows):
+    """The inverse of :func:`expand_state`, for a resumed fit."""
+    if train_rows is None:
+        return state
+    n_rows = state.momentum_buffer.shape[0]
+    return _map_row_buffers(state, n_rows, lambda a: a[train_rows])
+
+
+def _map_row_buffers(state, n_rows, func):
+    changes = {}
+    for field in dataclasses.fields(state):
+        value = getattr(state, field.name)
+        rows_first = isinstance(value, np.ndarray) and value.ndim == 2
+        if rows_first and value.shape[0] == n_rows:
+            changes[field.name] = func(value)
+    return dataclasses.replace(state, **changes)
+
+
+def expand_coef(coef, train_rows, n_support):
+    """Training rows' coefficients -> every row of the support set."""
+    return _full_rows(coef, train_rows, n_support)
