@@ -36,12 +36,15 @@ N_SEEDS = 6
 
 def relative_differences(X_train, y_train, X_test):
     """Relative RMS prediction difference to infinite width: (widths, seeds) array."""
-    infinite = AdamStarNTKRegressor().fit(X_train, y_train).predict(X_test)
+    # One fixed schedule for every width: the same dynamics, compared epoch
+    # for epoch (a stopping rule could stop each model at another epoch).
+    schedule = dict(learning_rate_init=1.0, max_iter=100, early_stopping=False)
+    infinite = AdamStarNTKRegressor(**schedule).fit(X_train, y_train).predict(X_test)
     scale = np.sqrt(np.mean(infinite**2))
     differences = np.empty((len(WIDTHS), N_SEEDS))
     for i, width in enumerate(WIDTHS):
         for seed in range(N_SEEDS):
-            finite = AdamStarNTKRegressor(width=width, random_state=seed)
+            finite = AdamStarNTKRegressor(width=width, random_state=seed, **schedule)
             finite_pred = finite.fit(X_train, y_train).predict(X_test)
             rms = np.sqrt(np.mean((finite_pred - infinite) ** 2))
             differences[i, seed] = rms / scale

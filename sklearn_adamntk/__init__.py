@@ -3,7 +3,8 @@
 The public names live here; every other module is private and may change.
 """
 
-from ._display import LossCurveDisplay
+from ._cv import AdamStarNTKClassifierCV, AdamStarNTKRegressorCV
+from ._display import LossCurveDisplay, ValidationPathDisplay
 from ._estimators import AdamStarNTKClassifier, AdamStarNTKRegressor
 from ._kernel_objects import NetworkKernel, RandomNetworkFeatures
 from ._pairwise import arccos_kernel, network_kernel, network_kernel_diag
@@ -12,10 +13,13 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AdamStarNTKClassifier",
+    "AdamStarNTKClassifierCV",
     "AdamStarNTKRegressor",
+    "AdamStarNTKRegressorCV",
     "LossCurveDisplay",
     "NetworkKernel",
     "RandomNetworkFeatures",
+    "ValidationPathDisplay",
     "__version__",
     "arccos_kernel",
     "network_kernel",

@@ -23,20 +23,20 @@ from sklearn.utils.validation import (
 )
 
 from ._callbacks import HAS_CALLBACKS, CallbackSupportMixin, SklearnCallbacks
-from ._fitting import Schedule, TrainingProblem, fit_model
+from ._fitting import Schedule, TrainingProblem, fit_model, staged_outputs
 from ._model import (
     NetworkSpec,
     model_outputs,
     prediction_device,
-    staged_model_outputs,
 )
 from ._optimizer import OptimizerSettings
 
-# The four defaults chosen by benchmarks/choose_defaults.py (its table is in
+# The defaults chosen by benchmarks/choose_defaults.py (its table is in
 # benchmarks/DEFAULTS.md); the signatures below read them from here, so a new
 # result is changed in one place (and in the "default=" of the docstrings).
-DEFAULT_LEARNING_RATE_INIT = 1.0
-DEFAULT_MAX_ITER = 100
+DEFAULT_LEARNING_RATE_INIT = "auto"
+DEFAULT_MAX_ITER = 10000
+DEFAULT_EARLY_STOPPING = "auto"
 DEFAULT_BIAS_VARIANCE = 1.0
 DEFAULT_NORMALIZE_Y = True
 
@@ -56,7 +56,12 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "bias_variance": [Interval(Real, 0, None, closed="left")],
         "width": [Interval(Integral, 1, None, closed="left"), None],
         "optimizer": [StrOptions({"adam*", "sgd", "momentum", "adam"})],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_init": [
+            Interval(Real, 0, None, closed="neither"),
+            StrOptions({"auto"}),
+        ],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "power_t": [Interval(Real, 0, None, closed="left")],
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
@@ -67,7 +72,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "shuffle": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "early_stopping": ["boolean"],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
@@ -93,6 +98,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         width=None,
         optimizer="adam*",
         learning_rate_init=DEFAULT_LEARNING_RATE_INIT,
+        learning_rate="constant",
+        power_t=0.5,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -103,7 +110,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         shuffle=True,
         tol=1e-4,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=DEFAULT_EARLY_STOPPING,
         validation_fraction=0.1,
         warm_start=False,
         random_state=None,
@@ -120,6 +127,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         self.width = width
         self.optimizer = optimizer
         self.learning_rate_init = learning_rate_init
+        self.learning_rate = learning_rate
+        self.power_t = power_t
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
@@ -173,7 +182,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             )
         if self.solver == "eigen":
             self._check_eigen_params(n_train, online)
-        if online and self.early_stopping:
+        if online and self.early_stopping is True:
             raise ValueError(
                 f"{name}: partial_fit does not support early_stopping=True "
                 "(there is no held-out set in online training)."
@@ -251,6 +260,12 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
     def _fit_model(self, X, y, sample_weight, online, classes):
         """Validate, encode and train; returns the :class:`FittedModel`."""
         previous = self.__dict__.get("_model")
+        problem = self._training_problem(X, y, sample_weight, online=online,
+                                         classes=classes, previous=previous)
+        return fit_model(problem, previous)
+
+    def _training_problem(self, X, y, sample_weight, *, online, classes, previous):
+        """Validate the data and encode the targets: the engine's problem."""
         continuing = online and previous is not None
         X, y, sample_weight = self._validate_fit_inputs(
             X, y, sample_weight, online=online, continuing=continuing
@@ -268,7 +283,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             resume_targets = self._encode_targets(
                 y, sample_weight, classes=classes, previous=previous.targets
             )
-        problem = TrainingProblem(
+        return TrainingProblem(
             X=X,
             targets=targets,
             sample_weight=sample_weight,
@@ -282,13 +297,13 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             warm_start=self.warm_start,
             resume_targets=resume_targets,
             online=online,
+            learning_rate_auto=self.learning_rate_init == "auto",
             verbose=self.verbose,
             callbacks=SklearnCallbacks(self, X, y, sample_weight, _fitted_attributes)
             if HAS_CALLBACKS
             else None,
             name=type(self).__name__,
         )
-        return fit_model(problem, previous)
 
     def _network_spec(self):
         return NetworkSpec(
@@ -301,9 +316,13 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         )
 
     def _optimizer_settings(self):
+        learning_rate = self.learning_rate_init
+        if learning_rate == "auto":
+            learning_rate = 1.0  # a placeholder: the engine sets it from the kernel
         return OptimizerSettings(
             optimizer=self.optimizer,
-            learning_rate=self.learning_rate_init,
+            learning_rate=learning_rate,
+            power_t=self.power_t if self.learning_rate == "invscaling" else 0.0,
             beta_1=self.beta_1,
             beta_2=self.beta_2,
             epsilon=self.epsilon,
@@ -319,6 +338,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             tol=self.tol,
             n_iter_no_change=self.n_iter_no_change,
             early_stopping=self.early_stopping,
+            learning_rate=self.learning_rate,
+            power_t=self.power_t,
             validation_fraction=self.validation_fraction,
         )
 
@@ -341,7 +362,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             "working_memory": get_config()["working_memory"],
         }
         if staged:
-            return model, staged_model_outputs(model, X, **options)
+            return model, staged_outputs(model, X, **options)
         return model, model_outputs(model, X, **options)
 
     def __sklearn_tags__(self):
@@ -359,6 +380,8 @@ def _fitted_attributes(model):
         solver_=model.solver,
         n_outputs_=model.n_outputs,
         n_iter_=model.n_iter,
+        best_iteration_=model.best_iteration,
+        learning_rate_=model.learning_rate,
         t_=model.t,
         loss_curve_=model.loss_curve,
         validation_scores_=model.validation_scores,
@@ -418,11 +441,29 @@ _PARAMETERS_DOC = """
         classic NTK). ``"momentum"``: heavy ball with coefficient
         ``momentum``. ``"adam"``: true per-weight Adam, finite width only.
 
-    learning_rate_init : float, default=1.0
-        Step size. ADAM* normalises its steps, so with standardised targets
-        (``normalize_y=True``) a rate near 1 is stable. Full-batch SGD needs a
-        rate below ``2 / lambda_max(K / n_samples)`` (about 0.8 on
-        standardised data with the default kernel).
+    learning_rate_init : float or "auto", default="auto"
+        Base step size. ``"auto"``: in units of the training kernel's scale
+        ``lambda``, its largest eigenvalue per unit of sample weight
+        (``K / n_samples``; a few power iterations, free with
+        ``solver="eigen"``): ``0.5 / sqrt(lambda)`` for ``"adam*"`` and
+        ``"adam"``, which makes ADAM*'s path independent of the kernel's
+        scale (about 0.32 on standardised inputs with the default kernel);
+        ``1 / lambda`` for ``"sgd"`` and ``"momentum"``, half the stability
+        limit of full-batch SGD, so the baselines train with every other
+        parameter at its default. The rate used is ``learning_rate_``. A
+        number is used as it is.
+
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Step-size schedule, as :class:`~sklearn.neural_network.MLPRegressor`
+        defines it, for every optimizer: ``"constant"`` keeps
+        ``learning_rate_init``; ``"invscaling"`` takes
+        ``learning_rate_init / t**power_t`` at step ``t``; ``"adaptive"``
+        divides the rate by 5 each time the training loss fails to fall by
+        ``tol`` for two consecutive epochs, and stops when it falls below
+        1e-6.
+
+    power_t : float, default=0.5
+        Exponent of ``"invscaling"``.
 
     beta_1 : float, default=0.9
         Decay of the first moment (``"adam*"``, ``"adam"``).
@@ -444,29 +485,43 @@ _PARAMETERS_DOC = """
         Rows per step. ``None``: the whole training set (full batch). Values
         larger than the training set are clipped to it.
 
-    max_iter : int, default=100
-        Epochs (passes over the training rows).
+    max_iter : int, default=10000
+        The most epochs (passes over the training rows) a fit may run; the
+        stopping rule usually ends it sooner. A fit that reaches it while
+        still improving warns (``ConvergenceWarning``).
 
     shuffle : bool, default=True
         Shuffle the rows at every epoch (mini-batches only: one full batch is
         the same step in any order, so no random numbers are drawn).
 
     tol : float, default=1e-4
-        Stop when the training loss (or, with early stopping, the validation
-        score) has not improved by at least ``tol`` for ``n_iter_no_change``
-        consecutive epochs.
+        The stopping rule's threshold: stop when the criterion of
+        ``early_stopping`` has not improved by at least ``tol`` for
+        ``n_iter_no_change`` consecutive epochs (with ``"auto"``, over the
+        last tenth of the epochs run, if that is longer).
 
     n_iter_no_change : int, default=10
         See ``tol``.
 
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the rows (stratified for the
-        classifier), score them after each epoch and keep the coefficients of
-        the best epoch. The held-out rows stay in ``X_fit_`` with zero dual
-        coefficients.
+    early_stopping : "auto" or bool, default="auto"
+        How the number of epochs is chosen. ``"auto"``: on the training path,
+        keeping the best epoch, not the last. When the fit runs on the
+        eigenbasis (``solver="eigen"``, which ``"auto"`` picks for full-batch
+        squared loss up to a few thousand rows), by generalised
+        cross-validation of the path's spectral filter (no rows held out);
+        otherwise by the loss of ``validation_fraction`` of the rows held out
+        (stratified for the classifier; with ``random_state=None`` the
+        same rows at every fit). ``True``: MLP's early stopping, on the
+        held-out score (R^2 or accuracy) with ``tol`` and
+        ``n_iter_no_change``, keeping the best epoch. ``False``: MLP's rule
+        on the training loss, keeping the last epoch. Held-out rows stay in
+        ``X_fit_`` with zero dual coefficients. Whatever the rule, a loss
+        that grows far past where it started, or keeps rising above it,
+        stops the fit with an error, never as convergence.
 
     validation_fraction : float, default=0.1
-        Fraction of the rows held out when ``early_stopping=True``.
+        Fraction of the rows held out when the stopping rule scores held-out
+        rows.
 
     warm_start : bool, default=False
         Resume the previous coefficients and optimizer state ``(m, v, t)``
@@ -504,8 +559,10 @@ _PARAMETERS_DOC = """
         weights are trained (O(N P) memory for P feature columns).
         ``"auto"``: a flop cost model (``choose_solver`` in
         ``_solvers.py``) picks the cheapest for this one fit, counting a
-        cached decomposition as paid; a first fit takes ``"eigen"`` only
-        when ``max_iter`` exceeds about ``2 N / k``.
+        cached decomposition as paid and ``max_iter`` epochs; a first fit
+        takes ``"eigen"`` when ``max_iter`` exceeds about ``2 N / k``.
+        ``early_stopping="auto"`` on ``"eigen"`` uses the whole spectrum,
+        never the Krylov restriction.
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the kernels and the training run. ``"cuda"``: on an NVIDIA
@@ -551,6 +608,15 @@ _ATTRIBUTES_DOC = """
     n_iter_ : int
         Epochs run by the last call to ``fit`` or ``partial_fit``.
 
+    best_iteration_ : int
+        The epoch (of the last call) whose coefficients the model holds: the
+        best by the stopping rule, or the last one with
+        ``early_stopping=False``.
+
+    learning_rate_ : float
+        The base step size the optimizer ran with (what
+        ``learning_rate_init="auto"`` resolved to).
+
     t_ : int
         Optimizer steps taken since the model was initialised.
 
@@ -559,11 +625,14 @@ _ATTRIBUTES_DOC = """
         measured before its step (as :class:`~sklearn.neural_network.MLPRegressor`).
 
     validation_scores_ : list of float or None
-        Score on the held-out rows after each epoch (``early_stopping=True``),
-        else ``None``.
+        The stopping rule's criterion after each epoch, higher is better: the
+        held-out score (R^2 or accuracy) with ``early_stopping=True``; with
+        ``"auto"``, minus the held-out loss, or minus the GCV estimate of the
+        prediction error (in standardised target units); ``None`` with
+        ``early_stopping=False``.
 
     best_validation_score_ : float or None
-        Best of ``validation_scores_`` (``early_stopping=True``), else ``None``.
+        Best of ``validation_scores_``, else ``None``.
 
     best_loss_ : float or None
         Smallest training loss (``early_stopping=False``), else ``None``.

@@ -7,6 +7,8 @@ fixed order, so the thread count cannot change a result.  NumPy and Numba
 only.
 """
 
+import dataclasses
+
 import numpy as np
 from numba import njit, prange
 
@@ -249,18 +251,38 @@ class _BatchTrainer:
         """Current :class:`OptimizerState` (a copy)."""
         return OptimizerState(self._moment.copy(), self._second.copy(), self._t)
 
+    def snapshot(self):
+        """The current coefficients, to be restored by :meth:`coef_of`."""
+        return self._coef.copy()
+
+    def coef_of(self, snapshot):
+        """The coefficients of a :meth:`snapshot`."""
+        return snapshot.copy()
+
     def _step_scalars(self):
+        """What the compiled mini-batch epochs take: codes, then the settings."""
         s = self._settings
         return (
             _LOSS_CODE[self._loss],
             _OPTIMIZER_CODE[s.optimizer],
             s.learning_rate,
-            1.0 - s.learning_rate * s.weight_decay,
+            s.power_t,
+            s.weight_decay,
             s.beta_1,
             s.beta_2,
             s.epsilon,
             s.momentum,
         )
+
+    @property
+    def learning_rate(self):
+        """The base step size the trainer runs with."""
+        return self._settings.learning_rate
+
+    def set_learning_rate(self, learning_rate):
+        """Continue with another base step size (the ``"adaptive"`` schedule)."""
+        self._settings = dataclasses.replace(self._settings,
+                                             learning_rate=learning_rate)
 
     def _full_gradient(self, F):
         """Weighted loss sum and ``L`` on every training row."""

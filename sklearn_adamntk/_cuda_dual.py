@@ -11,6 +11,7 @@ device functions as module globals, so that the simulator can swap in its
 own ``cuda``.
 """
 
+import dataclasses
 import functools
 import math
 
@@ -26,6 +27,7 @@ from ._optimizer import (
     OptimizerState,
     _divergence_error,
 )
+from ._spectral import top_eigenvalue
 
 # numba.cuda and the device functions, bound by _bind_device_functions() on
 # first use.
@@ -248,6 +250,7 @@ class DualTrainer:
         self._second = cuda.to_device(np.ascontiguousarray(second))
         self._t = state.t
         self._rates = cuda.to_device(np.full(k, settings.learning_rate))
+        self._rate_on_device = settings.learning_rate
         self._all_rows = cuda.to_device(np.arange(n, dtype=np.int64))
         self._no_cols = cuda.device_array(0, dtype=np.int64)
         self._F = None  # K @ coef and K @ moment, valid between full-batch steps
@@ -325,18 +328,56 @@ class DualTrainer:
             use_moment, keep, gain = True, s.beta_1, 1.0 - s.beta_1
         else:
             use_moment, keep, gain = True, s.momentum, 1.0
-        return use_moment, keep, gain, 1.0 - s.learning_rate * s.weight_decay
+        return use_moment, keep, gain
 
     def _rates_for_step(self, d_L, d_KL, n_rows, status):
-        """ADAM*'s rates for step ``self._t`` (others keep ``rates = lr``)."""
+        """The rates of step ``self._t``; returns its weight-decay factor.
+
+        ADAM* computes its rates on the device; SGD and momentum use the
+        scheduled step size, copied over only when it changes.
+        """
         s = self._settings
-        if s.optimizer != "adam*":
-            return
-        bias_1 = 1.0 - s.beta_1**self._t
-        bias_2 = 1.0 - s.beta_2**self._t
-        self._reductions[1][1, self._launch.threads](
-            d_L, d_KL, n_rows, self._second, self._rates, s.learning_rate, bias_1,
-            bias_2, s.beta_2, s.epsilon, status)
+        lr = s.rate(self._t)
+        if s.optimizer == "adam*":
+            bias_1 = 1.0 - s.beta_1**self._t
+            bias_2 = 1.0 - s.beta_2**self._t
+            self._reductions[1][1, self._launch.threads](
+                d_L, d_KL, n_rows, self._second, self._rates, lr, bias_1,
+                bias_2, s.beta_2, s.epsilon, status)
+        elif lr != self._rate_on_device:
+            self._rates.copy_to_device(np.full(self._k, lr, dtype=np.float64))
+            self._rate_on_device = lr
+        return s.decay(self._t)
+
+    @property
+    def learning_rate(self):
+        """The base step size the trainer runs with."""
+        return self._settings.learning_rate
+
+    def set_learning_rate(self, learning_rate):
+        """Continue with another base step size (the ``"adaptive"`` schedule)."""
+        self._settings = dataclasses.replace(self._settings,
+                                             learning_rate=learning_rate)
+
+    def curvature(self):
+        """``lambda_max(W^1/2 K W^1/2) / sum(w)``, by power iteration on the device."""
+        sqrt_w = np.sqrt(self._weight.copy_to_host())
+
+        def matvec(v):
+            d_v = cuda.to_device(np.ascontiguousarray(
+                (sqrt_w * v)[:, None].repeat(self._k, axis=1), dtype=self._dtype))
+            return sqrt_w * self._product(d_v).copy_to_host()[:, 0]
+
+        lam = top_eigenvalue(matvec, self._n, self._dtype)
+        return lam / float(np.sum(sqrt_w**2))
+
+    def snapshot(self):
+        """The current coefficients (a host copy), to be restored by :meth:`coef_of`."""
+        return self.coef
+
+    def coef_of(self, snapshot):
+        """The coefficients of a :meth:`snapshot`."""
+        return snapshot.copy()
 
     def _elementwise_grid(self):
         n_items = self._n * self._k
@@ -361,8 +402,8 @@ class DualTrainer:
         self._t += 1
         _cuda._rows_dot(launch, self._K, self._all_rows, self._no_cols, 0, d_L,
                   d_KL, status)
-        self._rates_for_step(d_L, d_KL, self._n, status)
-        use_moment, keep, gain, decay = self._step_scalars()
+        decay = self._rates_for_step(d_L, d_KL, self._n, status)
+        use_moment, keep, gain = self._step_scalars()
         self._updates[0][self._elementwise_grid()](
             self._coef, self._moment, self._F, self._U, d_L, d_KL, use_moment, keep,
             gain, self._rates, decay, status)
@@ -391,8 +432,7 @@ class DualTrainer:
         d_F = cuda.device_array((largest, self._k), dtype=self._dtype)
         d_L = cuda.device_array((largest, self._k), dtype=self._dtype)
         d_KL = cuda.device_array((largest, self._k), dtype=self._dtype)
-        use_moment, keep, gain, decay = self._step_scalars()
-        adam_star = self._settings.optimizer == "adam*"
+        use_moment, keep, gain = self._step_scalars()
         t0 = self._t
         for b in range(n_batches):
             d_rows = d_order[offsets[b]:offsets[b + 1]]
@@ -402,9 +442,9 @@ class DualTrainer:
             self._reductions[0][1, launch.threads](d_F, self._Y, self._weight, d_rows,
                                           self._loss_code, d_L, stats, b, status)
             self._t = t0 + b + 1
-            if adam_star:
+            if self._settings.optimizer == "adam*":
                 _cuda._rows_dot(launch, self._K, d_rows, d_rows, 1, d_L, d_KL, status)
-                self._rates_for_step(d_L, d_KL, n_rows, status)
+            decay = self._rates_for_step(d_L, d_KL, n_rows, status)
             self._updates[1][self._elementwise_grid()](
                 self._coef, self._moment, d_L, d_batch_of, d_slot, b, use_moment, keep,
                 gain, self._rates, decay, status)

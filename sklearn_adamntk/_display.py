@@ -1,6 +1,8 @@
-"""Plot a fitted model's training loss and validation score per epoch.
+"""Plots of training: the loss of one fit, the score paths of a search.
 
-:class:`LossCurveDisplay` follows scikit-learn's Display pattern
+:class:`LossCurveDisplay` (a fitted model's training loss and validation
+score per epoch) and :class:`ValidationPathDisplay` (the cross-validated
+score of every learning rate against the epoch) follow scikit-learn's Display pattern
 (:class:`~sklearn.metrics.RocCurveDisplay`,
 :class:`~sklearn.model_selection.LearningCurveDisplay`): the constructor holds
 the numbers, :meth:`~LossCurveDisplay.plot` draws them and
@@ -12,7 +14,7 @@ import numpy as np
 from sklearn.base import is_classifier, is_regressor
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["LossCurveDisplay"]
+__all__ = ["LossCurveDisplay", "ValidationPathDisplay"]
 
 
 def _import_pyplot(caller_name):
@@ -27,6 +29,19 @@ def _import_pyplot(caller_name):
     return plt
 
 
+def _score_name(model):
+    """What a model's ``validation_scores_`` are, for the axis label."""
+    if getattr(model, "early_stopping", None) == "auto":
+        if getattr(model, "solver_", None) == "eigen":
+            return "Minus GCV estimate"
+        return "Minus held-out loss"
+    if is_classifier(model):
+        return "Validation accuracy"
+    if is_regressor(model):
+        return "Validation R^2"
+    return None
+
+
 def _final_estimator(estimator):
     """The last step of a pipeline (the model that trained), else the estimator."""
     steps = getattr(estimator, "steps", None)
@@ -36,10 +51,11 @@ def _final_estimator(estimator):
 class LossCurveDisplay:
     """Training loss and validation score per epoch.
 
-    The training loss is drawn on the left y-axis and, when the model was
-    fitted with ``early_stopping=True``, the validation score on a second
-    y-axis on the right sharing the epoch axis (``twinx``): the two have
-    different scales and units (a loss to minimise, a score to maximise).
+    The training loss is drawn on the left y-axis and, when the model's
+    stopping rule scored the path (``early_stopping=True`` or ``"auto"``),
+    its criterion on a second y-axis on the right sharing the epoch axis
+    (``twinx``): the two have different scales and units (a loss to
+    minimise, a score to maximise).
 
     Create it with :meth:`from_estimator`, or with the constructor from
     stored curves and then :meth:`plot`. Works with any fitted estimator that
@@ -219,12 +235,7 @@ class LossCurveDisplay:
                 f"{cls.__name__} needs an estimator with a loss_curve_ attribute, "
                 f"such as AdamStarNTKRegressor; {type(model).__name__} has none."
             )
-        if is_classifier(model):
-            score_name = "Validation accuracy"
-        elif is_regressor(model):
-            score_name = "Validation R^2"
-        else:
-            score_name = None
+        score_name = _score_name(model)
         display = cls(
             loss_curve=model.loss_curve_,
             validation_scores=getattr(model, "validation_scores_", None),
@@ -232,3 +243,175 @@ class LossCurveDisplay:
             score_name=score_name,
         )
         return display.plot(ax=ax, loss_kwargs=loss_kwargs, score_kwargs=score_kwargs)
+
+
+class ValidationPathDisplay:
+    """Cross-validated score against the epoch, one line per learning rate.
+
+    The picture of a search of :class:`~sklearn_adamntk.AdamStarNTKRegressorCV`
+    or :class:`~sklearn_adamntk.AdamStarNTKClassifierCV`: for every learning
+    rate, the mean held-out score over the folds after each epoch (a band of
+    one standard deviation across the folds around it), on a logarithmic
+    epoch axis, and a marker at the (rate, epoch) the search chose.
+
+    Parameters
+    ----------
+    scores_path : array-like of shape (n_folds, n_rates, n_epochs)
+        Held-out scores (an estimator's ``scores_path_``); NaN where a path
+        had stopped.
+
+    learning_rates : array-like of shape (n_rates,)
+        The rates, for the legend.
+
+    chosen : tuple of (int, int) or None, default=None
+        Index of the chosen rate and the chosen epoch (1-based).
+
+    name : str or None, default=None
+        Name of the model, in the title.
+
+    score_name : str or None, default=None
+        Label of the score axis; ``None`` means ``"Mean held-out score"``.
+
+    rates_are_factors : bool, default=False
+        Label the rates as factors on the automatic rate.
+
+    Attributes
+    ----------
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+    lines_ : list of matplotlib Line2D
+        One mean line per rate.
+
+    See Also
+    --------
+    LossCurveDisplay : The training loss of one fit.
+    sklearn.model_selection.ValidationCurveDisplay : Scores against a
+        hyper-parameter.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn_adamntk import AdamStarNTKRegressorCV, ValidationPathDisplay
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> search = AdamStarNTKRegressorCV(cv=3, max_iter=50).fit(X, y)
+    >>> len(ValidationPathDisplay.from_estimator(search).lines_)
+    3
+    """
+
+    def __init__(self, *, scores_path, learning_rates, chosen=None, name=None,
+                 score_name=None, rates_are_factors=False):
+        self.scores_path = scores_path
+        self.learning_rates = learning_rates
+        self.chosen = chosen
+        self.name = name
+        self.score_name = score_name
+        self.rates_are_factors = rates_are_factors
+
+    def plot(self, ax=None, *, name=None, line_kwargs=None):
+        """Draw the mean score of every rate against the epoch.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            ``None`` creates a new figure.
+
+        name : str or None, default=None
+            Name in the title; ``None`` uses ``self.name``.
+
+        line_kwargs : dict, default=None
+            Keyword arguments for ``ax.plot`` of every mean line.
+
+        Returns
+        -------
+        display : ValidationPathDisplay
+            ``self``, with ``ax_``, ``figure_`` and ``lines_``.
+        """
+        plt = _import_pyplot(f"{type(self).__name__}.plot")
+        if ax is None:
+            _, ax = plt.subplots()
+        scores = np.asarray(self.scores_path, dtype=float)
+        rates = np.ravel(self.learning_rates)
+        if scores.ndim != 3 or scores.shape[1] != rates.size:
+            raise ValueError(
+                f"scores_path must have shape (n_folds, {rates.size}, n_epochs), "
+                f"got {scores.shape}."
+            )
+        epochs = np.arange(1, scores.shape[2] + 1)
+        lines = []
+        for index, rate in enumerate(rates):
+            path = scores[:, index, :]
+            complete = ~np.isnan(path).any(axis=0)  # every fold still running
+            mean = path[:, complete].mean(axis=0)
+            spread = path[:, complete].std(axis=0)
+            label = f"rate {'x ' if self.rates_are_factors else ''}{rate:.3g}"
+            style = {"label": label}
+            style.update(line_kwargs or {})
+            (line,) = ax.plot(epochs[complete], mean, **style)
+            ax.fill_between(epochs[complete], mean - spread, mean + spread,
+                            color=line.get_color(), alpha=0.15, linewidth=0)
+            lines.append(line)
+        if self.chosen is not None:
+            index, epoch = self.chosen
+            value = np.nanmean(scores[:, index, epoch - 1])
+            ax.plot([epoch], [value], marker="o", color=lines[index].get_color(),
+                    markersize=8, linestyle="none", label="chosen")
+        ax.set_xscale("log")
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(self.score_name or "Mean held-out score")
+        title = self.name if name is None else name
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="best")
+        self.ax_ = ax
+        self.figure_ = ax.figure
+        self.lines_ = lines
+        return self
+
+    @classmethod
+    def from_estimator(cls, estimator, *, ax=None, name=None, line_kwargs=None):
+        """Plot the score paths of a fitted cross-validated estimator.
+
+        Parameters
+        ----------
+        estimator : AdamStarNTKRegressorCV, AdamStarNTKClassifierCV or Pipeline
+            Fitted; for a pipeline, its last step.
+
+        ax : matplotlib Axes, default=None
+
+        name : str or None, default=None
+            Title; ``None`` uses the model's class name.
+
+        line_kwargs : dict, default=None
+
+        Returns
+        -------
+        display : ValidationPathDisplay
+            The display, already drawn.
+
+        Raises
+        ------
+        TypeError
+            If the estimator has no ``scores_path_``.
+        """
+        _import_pyplot(f"{cls.__name__}.from_estimator")
+        check_is_fitted(estimator)
+        model = _final_estimator(estimator)
+        check_is_fitted(model)
+        if not hasattr(model, "scores_path_"):
+            raise TypeError(
+                f"{cls.__name__} needs a cross-validated estimator with a "
+                f"scores_path_ attribute, such as AdamStarNTKRegressorCV; "
+                f"{type(model).__name__} has none."
+            )
+        gcv = getattr(model, "cv", 0) is None and model.scores_path_.shape[0] == 1
+        display = cls(
+            scores_path=model.scores_path_,
+            learning_rates=model.learning_rates_,
+            chosen=(model.best_index_, model.n_iter_),
+            score_name="Minus GCV estimate" if gcv else None,
+            name=type(model).__name__ if name is None else name,
+            rates_are_factors=getattr(model, "rates_are_factors_", False),
+        )
+        return display.plot(ax=ax, line_kwargs=line_kwargs)

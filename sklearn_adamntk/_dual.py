@@ -10,12 +10,14 @@ from numba import njit
 
 from ._batch import _BatchTrainer, _batch_loss_gradient, _gather_block_dot
 from ._inputs import _check_square
+from ._spectral import top_eigenvalue
 from ._optimizer import (
     _ADAM_STAR,
     OptimizerSettings,
     _adam_star_rates,
     _column_dots,
     _moment_rule,
+    _scheduled_rate,
     _step_dense,
     _step_rows,
 )
@@ -26,13 +28,15 @@ _BLOCK_BUFFER_BYTES = 64 * 2**20
 
 
 @njit(cache=True, error_model="numpy")
-def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr, decay,
-                      beta_1, beta_2, epsilon, momentum):
-    """Full-batch dual step given ``L`` and ``KL = K @ L``: ``A, M`` and ``F, U``.
+def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr,
+                      power_t, weight_decay, beta_1, beta_2, epsilon, momentum):
+    """Full-batch dual step ``t`` given ``L`` and ``KL = K @ L``: ``A, M`` and ``F, U``.
 
     Returns the number of non-finite coefficients or outputs.
     """
     k = coef.shape[1]
+    lr = _scheduled_rate(lr, power_t, t)
+    decay = 1.0 - lr * weight_decay
     rates = np.full(k, lr)
     use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
     if optimizer_code == _ADAM_STAR:
@@ -45,8 +49,8 @@ def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr, 
 
 @njit(cache=True, error_model="numpy")
 def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
-                          loss_code, optimizer_code, lr, decay, beta_1, beta_2,
-                          epsilon, momentum, block_bytes):
+                          loss_code, optimizer_code, lr, power_t, weight_decay,
+                          beta_1, beta_2, epsilon, momentum, block_bytes):
     """One epoch of mini-batch steps in dual form.
 
     ADAM* keeps ``K_BB`` in a buffer of at most ``block_bytes``.
@@ -54,7 +58,7 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
     Returns ``(loss_sum, weight_sum, t, diverged)``.
     """
     k = coef.shape[1]
-    rates = np.full(k, lr)
+    rates = np.empty(k)
     q = np.empty(k)
     use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
     block_rows = 0
@@ -74,11 +78,14 @@ def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
         if not np.isfinite(batch_loss):
             return loss_total, weight_total, t, True
         t += 1
+        lr_t = _scheduled_rate(lr, power_t, t)
+        decay = 1.0 - lr_t * weight_decay
+        rates[:] = lr_t
         if optimizer_code == _ADAM_STAR:
             KL = np.empty_like(L)
             _gather_block_dot(K, rows, L, KL, block)
             _column_dots(L, KL, q)
-            _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates)
+            _adam_star_rates(second, q, t, lr_t, beta_1, beta_2, epsilon, rates)
         if _step_rows(coef, moment, rows, L, use_moment, keep, gain, rates, decay) > 0:
             return loss_total, weight_total, t, True
     return loss_total, weight_total, t, False
@@ -134,6 +141,13 @@ class DualTrainer(_BatchTrainer):
         if self._F is not None:
             return self._F.copy()
         return self._K @ self._coef
+
+    def curvature(self):
+        """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        sqrt_w = np.sqrt(self._weight)
+        lam = top_eigenvalue(lambda v: sqrt_w * (self._K @ (sqrt_w * v)),
+                             self._K.shape[0], self._K.dtype)
+        return lam / self._weight_sum
 
     def _times_K(self, M):
         return self._K @ M if np.any(M) else np.zeros_like(M)

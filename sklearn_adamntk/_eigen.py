@@ -5,6 +5,8 @@ step costs ``O(N k)`` instead of ``O(N^2 k)``, and the whole path of dual
 coefficients comes out of one product at the end.  NumPy and Numba only.
 """
 
+import dataclasses
+
 import numpy as np
 from numba import njit
 
@@ -23,13 +25,18 @@ from ._spectral import EigenDecomposition
 
 
 @njit(cache=True, error_model="numpy")
-def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, t,
+def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, h, mh, out, t,
                 optimizer_code, lr, decay, beta_1, beta_2, epsilon, momentum,
                 weight_sum):
     """One full-batch squared-loss step in the eigenbasis (DESIGN 3.4), O(N k).
 
     ``scalars = [gamma, rho]``: the factors of the initial coefficients and of
-    the initial momentum on zero-weight rows.  Returns ``(loss, n_bad)``.
+    the initial momentum on zero-weight rows.  ``h`` (and its momentum ``mh``)
+    is the path's spectral filter, ``phi = h * eta`` for a fit from zero: the
+    same recursion run on ``eta = 1`` with the realised rates (DESIGN 3.7).
+    After the step, ``out[0, c]`` holds the weighted residual sum of squares
+    of output ``c`` and ``out[1, c]`` the filter's trace ``sum_i h[i, c]``.
+    Returns ``(loss, n_bad)``, the loss measured before the step.
     """
     n, k = phi.shape
     loss = 0.0
@@ -49,31 +56,38 @@ def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, t,
             q[c] /= weight_sum * weight_sum
         _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates)
         keep, gain = beta_1, 1.0 - beta_1
+    elif optimizer_code == _SGD:
+        keep, gain = 0.0, 1.0
     else:
         keep, gain = momentum, 1.0
     n_bad = 0
-    if optimizer_code == _SGD:
-        for i in range(n):
-            for c in range(k):
-                g = (phi[i, c] - eta[i, c]) / weight_sum
-                phi[i, c] = decay * phi[i, c] - rates[c] * lam[i] * g
-                alpha[i, c] = decay * alpha[i, c] - rates[c] * g
-                if not (np.isfinite(phi[i, c]) and np.isfinite(alpha[i, c])):
-                    n_bad += 1
-    else:
-        rho = keep * scalars[1]
+    rho = keep * scalars[1]
+    if optimizer_code != _SGD:
         scalars[1] = rho
         for c in range(k):
             beta[c] = decay * beta[c] - rates[c] * rho
-        for i in range(n):
-            for c in range(k):
-                g = (phi[i, c] - eta[i, c]) / weight_sum
+    for c in range(k):
+        out[0, c] = 0.0
+        out[1, c] = 0.0
+    for i in range(n):
+        for c in range(k):
+            g = (phi[i, c] - eta[i, c]) / weight_sum
+            if optimizer_code == _SGD:
+                step = g
+                velocity = lam[i] * g
+            else:
                 mu[i, c] = keep * mu[i, c] + gain * g
+                step = mu[i, c]
                 velocity = lam[i] * mu[i, c] + rho * zeta[i, c]
-                phi[i, c] = decay * phi[i, c] - rates[c] * velocity
-                alpha[i, c] = decay * alpha[i, c] - rates[c] * mu[i, c]
-                if not (np.isfinite(phi[i, c]) and np.isfinite(alpha[i, c])):
-                    n_bad += 1
+            phi[i, c] = decay * phi[i, c] - rates[c] * velocity
+            alpha[i, c] = decay * alpha[i, c] - rates[c] * step
+            if not (np.isfinite(phi[i, c]) and np.isfinite(alpha[i, c])):
+                n_bad += 1
+            mh[i, c] = keep * mh[i, c] + gain * (h[i, c] - 1.0) / weight_sum
+            h[i, c] = decay * h[i, c] - rates[c] * lam[i] * mh[i, c]
+            r = phi[i, c] - eta[i, c]
+            out[0, c] += r * r
+            out[1, c] += h[i, c]
     scalars[0] *= decay
     return loss, n_bad
 
@@ -117,6 +131,9 @@ class EigenTrainer:
         Dual coefficients to resume from.
     state : OptimizerState, default=None
         Dual-form state to resume from.
+    record_path : bool, default=False
+        Keep the eigen-coefficients of every epoch (``N k`` numbers each) for
+        :meth:`coef_path`.
 
     Attributes
     ----------
@@ -128,13 +145,17 @@ class EigenTrainer:
 
     Notes
     -----
-    :meth:`coef_path` returns the dual coefficients after every epoch this
-    trainer ran, from one matrix product: the estimator can run all epochs at
-    ``O(N k)`` each and recover, e.g., the best epoch afterwards.
+    The trainer also runs the recursion on ``eta = 1`` next to the data: that
+    is the path's spectral filter ``h_t(lam)`` (``F_t = W^-1/2 Q diag(h_t)
+    Q^T W^1/2 Y`` for a fit from zero, given the realised step sizes), whose
+    trace gives the generalised cross-validation estimate :meth:`gcv` of
+    DESIGN 3.7 after every epoch, for ``O(N k)`` more.  With
+    ``record_path=True``, :meth:`coef_path` returns the dual coefficients after
+    every epoch from one matrix product.
     """
 
     def __init__(self, decomposition, K, Y, settings, sample_weight=None, coef=None,
-                 state=None):
+                 state=None, *, record_path=False):
         if not isinstance(decomposition, EigenDecomposition):
             raise TypeError("decomposition must come from eigen_decomposition.")
         if not isinstance(settings, OptimizerSettings):
@@ -201,7 +222,12 @@ class EigenTrainer:
                 self._require_K("resume a momentum on zero-weight rows")
                 self._M0_perp = perp
                 self._zeta = Q.T @ (sqrt_w[:, None] * (K @ perp))
+        self._filter = np.zeros_like(self._eta)
+        self._filter_momentum = np.zeros_like(self._eta)
+        self._fit_summary = np.zeros((2, k))  # residual sums of squares, traces
+        self._record_path = record_path
         self._path = []
+        self._n_epochs = 0
 
     def _check_krylov_start(self, A0, state, sqrt_w):
         """A Krylov restriction holds from zero, for the targets it was built on."""
@@ -270,23 +296,77 @@ class EigenTrainer:
         """
         s = self._settings
         limit = self._decomposition.max_epochs
-        if limit is not None and len(self._path) >= limit:
+        if limit is not None and self._n_epochs >= limit:
             raise RuntimeError(
                 f"This Krylov decomposition is exact for {limit} epochs; "
                 f"build it for more (krylov_decomposition(..., n_epochs=...))."
             )
-        self._t += 1
+        t = self._t + 1
         loss, n_bad = _eigen_step(
             self._decomposition.eigenvalues, self._eta, self._phi, self._mu,
-            self._alpha, self._beta, self._zeta, self._second, self._scalars, self._t,
-            _OPTIMIZER_CODE[s.optimizer], s.learning_rate,
-            1.0 - s.learning_rate * s.weight_decay, s.beta_1, s.beta_2, s.epsilon,
-            s.momentum, self._decomposition.weight_sum,
+            self._alpha, self._beta, self._zeta, self._second, self._scalars,
+            self._filter, self._filter_momentum, self._fit_summary, t,
+            _OPTIMIZER_CODE[s.optimizer], s.rate(t), s.decay(t), s.beta_1, s.beta_2,
+            s.epsilon, s.momentum, self._decomposition.weight_sum,
         )
+        self._t = t
+        self._n_epochs += 1
         if n_bad > 0 or not np.isfinite(loss):
             raise _divergence_error(self._t, s.learning_rate)
-        self._path.append((self._alpha.copy(), self._scalars[0], self._beta.copy()))
+        if self._record_path:
+            self._path.append(self.snapshot())
         return float(loss)
+
+    def gcv(self):
+        """Generalised cross-validation estimate of the current model (DESIGN 3.7).
+
+        ``sum_c (RSS_c / S) / (1 - tr_c / S)^2`` with ``RSS_c`` the weighted
+        residual sum of squares of output ``c``, ``tr_c`` the trace of the
+        path's spectral filter and ``S = sum(w)`` (sample weights count as
+        repetitions of their rows).  It treats the realised step sizes as
+        given: exact for SGD and momentum, an approximation for ADAM*.
+        ``inf`` where the filter's trace reaches ``S``.
+
+        Raises
+        ------
+        ValueError
+            For a Krylov restriction, whose spectrum is not whole.
+        """
+        if self._decomposition.krylov:
+            raise ValueError(
+                "GCV needs the whole spectrum; a Krylov restriction has only "
+                "its Ritz values."
+            )
+        weight_sum = self._decomposition.weight_sum
+        rss, trace = self._fit_summary
+        denominator = 1.0 - trace / weight_sum
+        if np.any(denominator <= 0):
+            return np.inf
+        return float(np.sum(rss / weight_sum / denominator**2))
+
+    def curvature(self):
+        """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        eigenvalues = self._decomposition.eigenvalues
+        top = float(eigenvalues.max()) if eigenvalues.size else 0.0
+        return top / self._decomposition.weight_sum
+
+    def snapshot(self):
+        """The current coefficients in the trainer's own form, ``O(N k)``."""
+        return self._alpha.copy(), float(self._scalars[0]), self._beta.copy()
+
+    def coef_of(self, snapshot):
+        """Dual coefficients of a :meth:`snapshot`, one ``O(N^2 k)`` product."""
+        return self._dual(*snapshot)
+
+    @property
+    def learning_rate(self):
+        """The base step size the trainer runs with."""
+        return self._settings.learning_rate
+
+    def set_learning_rate(self, learning_rate):
+        """Continue with another base step size (the ``"adaptive"`` schedule)."""
+        self._settings = dataclasses.replace(self._settings,
+                                             learning_rate=learning_rate)
 
     def output_map(self, operator):
         """A function returning ``operator @ coef`` for the current ``coef``.
@@ -321,7 +401,7 @@ class EigenTrainer:
         return outputs
 
     def coef_path(self):
-        """Dual coefficients after each epoch run by this trainer.
+        """Dual coefficients after each epoch run by this trainer (``record_path``).
 
         The recorded eigen-coefficients (``N k`` numbers per epoch) are
         mapped to dual form with a single matrix product, ``O(N^2 k T)`` for
@@ -332,6 +412,8 @@ class EigenTrainer:
         path : ndarray of shape (T, N, k)
             ``path[e]`` equals :attr:`coef` after epoch ``e + 1``.
         """
+        if not self._record_path:
+            raise ValueError("This EigenTrainer was made with record_path=False.")
         Q = self._decomposition.eigenvectors
         n, (r, k) = Q.shape[0], self._eta.shape
         if not self._path:

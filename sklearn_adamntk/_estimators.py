@@ -18,6 +18,7 @@ from ._base import (
     _ATTRIBUTES_DOC,
     _PARAMETERS_DOC,
     DEFAULT_BIAS_VARIANCE,
+    DEFAULT_EARLY_STOPPING,
     DEFAULT_LEARNING_RATE_INIT,
     DEFAULT_MAX_ITER,
     DEFAULT_NORMALIZE_Y,
@@ -95,6 +96,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         width=None,
         optimizer="adam*",
         learning_rate_init=DEFAULT_LEARNING_RATE_INIT,
+        learning_rate="constant",
+        power_t=0.5,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-8,
@@ -105,7 +108,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         shuffle=True,
         tol=1e-4,
         n_iter_no_change=10,
-        early_stopping=False,
+        early_stopping=DEFAULT_EARLY_STOPPING,
         validation_fraction=0.1,
         warm_start=False,
         random_state=None,
@@ -124,6 +127,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             width=width,
             optimizer=optimizer,
             learning_rate_init=learning_rate_init,
+            learning_rate=learning_rate,
+            power_t=power_t,
             beta_1=beta_1,
             beta_2=beta_2,
             epsilon=epsilon,
@@ -189,6 +194,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             loss="squared",
             attributes={"_y_mean": mean, "_y_std": std, "_y_1d": y_1d},
             score=score,
+            raw=y,
         )
 
     def _same_targets(self, previous, targets):
@@ -267,7 +273,10 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
     def staged_predict(self, X):
         """Predictions after each epoch of the last call to ``fit`` or ``partial_fit``.
 
-        The kernel between ``X`` and the training rows is computed once.
+        The model keeps no epoch's coefficients but its own: the training is
+        run again from its record (same data, step sizes, batches and start),
+        at about the cost of the fit, and ``X``'s kernel against the training
+        rows is computed once.
 
         Parameters
         ----------
@@ -385,7 +394,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
                                         sample_weight=sample_weight[rows]))
 
         return Targets(Y=Y, loss=loss, attributes={"classes_": labels}, score=score,
-                       stratify=codes)
+                       stratify=codes, raw=y)
 
     def _same_targets(self, previous, targets):
         return np.array_equal(previous["classes_"], targets.attributes["classes_"])
@@ -518,6 +527,9 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
 
     def staged_predict(self, X):
         """Predicted labels after each epoch of the last ``fit`` or ``partial_fit``.
+
+        The training is run again from the model's record, at about the cost
+        of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).
 
         Parameters
         ----------

@@ -3,16 +3,20 @@
 The estimators validate and encode; everything about *how* the readout is
 trained happens here, on plain data (DESIGN 6):
 
-1. the device (:mod:`._backend`) and, with early stopping, the held-out split;
+1. the device (:mod:`._backend`), the stopping rule and, when held-out rows
+   decide when to stop, the split;
 2. the solver (:func:`._solvers.resolve_solver`: the one asked for, or the
    cost model's choice, counting a cached eigendecomposition as paid);
 3. whether ``warm_start`` or online training continues the previous model;
 4. the random network (finite width) and the trainer
    (:func:`._solvers.build_trainer`: memory check, Gram matrix or features,
-   eigen cache, resumed state, online growth of the support set);
+   eigen cache, resumed state, online growth of the support set), and the
+   step size when it is chosen from the kernel's largest eigenvalue;
 5. the epoch loop (:func:`._epochs.run_epochs`: batches, stopping,
-   divergence, callbacks);
-6. the result, a :class:`._model.FittedModel`.
+   divergence, schedules, callbacks);
+6. the result, a :class:`._model.FittedModel`, which records what it takes to
+   run the same training again (:func:`staged_outputs` replays it rather than
+   keeping every epoch's coefficients).
 
 The path of ``X`` is estimator -> :func:`fit_model` -> trainer -> compiled
 kernels, and never back.  No scikit-learn estimator machinery here
@@ -21,6 +25,7 @@ kernels, and never back.  No scikit-learn estimator machinery here
 
 import copy
 import dataclasses
+import warnings
 from dataclasses import dataclass
 
 import joblib
@@ -29,15 +34,37 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
 from . import _backend, _eigen_cache, _solvers
-from ._epochs import EpochPlan, Validation, run_epochs
-from ._model import FittedModel, NetworkSpec
+from ._epochs import Diverged, EpochPlan, Validation, run_epochs
+from ._losses import loss_and_gradient
+from ._model import FittedModel, NetworkSpec, operator_rows
 from ._optimizer import OptimizerSettings
 from ._random_network import draw_network
+
+STOPPING_RULES = ("loss", "validation", "gcv", "fixed")
+SCHEDULES = ("constant", "invscaling", "adaptive")
+# early_stopping="auto": the patience of the stopping rule grows with the
+# epochs run, so that a slow, steady path is followed to its end.
+AUTO_WINDOW = 0.1
+# early_stopping="auto" holds rows out only when that leaves enough of them
+# (and at least two per class) to score; smaller data stop on the training
+# loss.
+AUTO_MIN_VALIDATION_ROWS = 10
+# learning_rate_init="auto": step sizes in units of the kernel's scale, with
+# lambda the largest eigenvalue of the training kernel per unit of sample
+# weight.  SGD and momentum take 1 / lambda, half the stability limit of
+# full-batch SGD; Adam and ADAM* take AUTO_ADAM_STEP / sqrt(lambda), which makes
+# ADAM*'s path exactly invariant to the kernel's scale (its steps are
+# normalised by sqrt(v), which grows as sqrt(lambda)).  On standardised data
+# the default kernel has lambda about 2.5, so that is a rate of about 0.32
+# (benchmarks/choose_defaults.py).
+AUTO_SGD_STEP = 1.0
+AUTO_ADAM_STEP = 0.5
+_FIXED_SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """How long and on which batches to train (``MLPRegressor``'s names).
+    """How long, on which batches and at which step sizes to train (MLP's names).
 
     Attributes
     ----------
@@ -48,8 +75,16 @@ class Schedule:
     shuffle : bool
     tol : float
     n_iter_no_change : int
-    early_stopping : bool
+    early_stopping : {"auto", True, False}
+        ``"auto"``: the epoch is chosen on the path, by generalised
+        cross-validation when the solver has the whole spectrum, else by the
+        loss of held-out rows; ``True``: MLP's early stopping on the held-out
+        score; ``False``: MLP's rule on the training loss.
     validation_fraction : float
+    learning_rate : {"constant", "invscaling", "adaptive"}
+        The step-size schedule (DESIGN 3.6).
+    power_t : float
+        Exponent of ``"invscaling"``.
     """
 
     max_iter: int = 100
@@ -57,8 +92,10 @@ class Schedule:
     shuffle: bool = True
     tol: float = 1e-4
     n_iter_no_change: int = 10
-    early_stopping: bool = False
+    early_stopping: object = False
     validation_fraction: float = 0.1
+    learning_rate: str = "constant"
+    power_t: float = 0.5
 
 
 @dataclass
@@ -73,11 +110,14 @@ class Targets:
     attributes : dict
         The encoding, kept with the fitted model so that its predictions are
         decoded with it (e.g. ``classes_``, or the target mean and scale).
-    score : callable
-        ``score(F_val, val_rows)``: the validation score (higher is better)
-        of outputs ``F_val`` on rows ``val_rows`` of the training data.
+    score : callable or None
+        ``score(F_val, val_rows)``: the estimator's score (R^2, accuracy) of
+        outputs ``F_val`` on rows ``val_rows`` of the training data, used by
+        ``early_stopping=True``.
     stratify : ndarray or None
-        Labels to stratify the early-stopping split by.
+        Labels to stratify the held-out split by.
+    raw : ndarray or None
+        The targets as given (for a scorer of held-out rows).
     """
 
     Y: object
@@ -85,6 +125,7 @@ class Targets:
     attributes: dict
     score: object = None
     stratify: object = None
+    raw: object = None
 
 
 @dataclass
@@ -105,7 +146,7 @@ class TrainingProblem:
     device : {"cpu", "cuda", "auto"}
     n_jobs : int or None
     random_state : int, RandomState or None
-        Draws the network, the early-stopping split and the shuffles.
+        Draws the network, the held-out split and the shuffles.
     warm_start : bool
         Continue the previous model when it is the same model on the same
         rows (see :func:`fit_model`).
@@ -115,10 +156,27 @@ class TrainingProblem:
         when ``warm_start`` continues the previous model.
     online : bool
         One epoch of online training (``partial_fit``).
+    learning_rate_auto : bool
+        Replace ``settings.learning_rate`` by a step size in units of the
+        training kernel's scale: ``AUTO_SGD_STEP / lambda`` for SGD and
+        momentum, ``AUTO_ADAM_STEP / sqrt(lambda)`` for Adam and ADAM*, with
+        ``lambda`` the kernel's largest eigenvalue per unit of sample weight.
+    learning_rate_scale : float
+        A factor on the automatic step size (the cross-validated estimators
+        try several).
+    split : (ndarray, ndarray) or None
+        Training and held-out rows given by the caller (a cross-validation
+        fold): the stopping rule then scores the held-out rows.
+    validation_score : callable or None
+        ``validation_score(F_val, val_rows)``, the held-out score to use
+        instead of the default of ``schedule.early_stopping``.
     verbose : int
     callbacks : FitCallbacks or None
     name : str
         The estimator's name, for messages.
+    stopping : {"loss", "validation", "gcv", "fixed"} or None
+        Set by the engine from ``schedule.early_stopping``, unless given:
+        ``"fixed"`` runs exactly ``max_iter`` epochs.
     """
 
     X: object
@@ -134,9 +192,36 @@ class TrainingProblem:
     warm_start: bool = False
     resume_targets: Targets = None
     online: bool = False
+    learning_rate_auto: bool = False
+    learning_rate_scale: float = 1.0
+    split: tuple = None
+    validation_score: object = None
     verbose: int = 0
     callbacks: object = None
     name: str = "model"
+    stopping: str = None
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What it takes to run one fit again, epoch for epoch (:func:`staged_outputs`).
+
+    The data (the training input as the engine received it, the encoded
+    targets, the weights), the resolved settings, the held-out split, the
+    shuffling stream as it was at the start, and the model the fit
+    continued (its coefficients, state and rows only).
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    loss: str
+    sample_weight: np.ndarray
+    settings: OptimizerSettings
+    schedule: Schedule
+    split: tuple
+    shuffle_rng: object
+    start: FittedModel = None
+    continuing: bool = False
 
 
 class FitCallbacks:
@@ -192,57 +277,149 @@ def fit_model(problem, previous=None):
 
 def _fit(problem, previous):
     continuing = problem.online and previous is not None
-    targets = problem.targets
-    schedule = problem.schedule
-    # The early-stopping split and the shuffles come from one fresh stream of
+    # The held-out split and the shuffles come from one fresh stream of
     # random_state; the network (finite width) from another, so that an int
     # seed gives the same network whatever else is set.
     rng = check_random_state(problem.random_state)
-    train_rows = val_rows = None
-    if schedule.early_stopping and not problem.online:
-        train_rows, val_rows = _split(problem, rng)
-    n_train = problem.X.shape[0] if train_rows is None else train_rows.size
-    batch_size = n_train if schedule.batch_size is None else min(schedule.batch_size,
-                                                                 n_train)
-    full_batch = batch_size >= n_train
-
-    cache_key = _early_cache_key(problem, train_rows, full_batch)
-    if continuing:
-        resume = previous
-        solver = "primal" if previous.solver == "primal" else "dual"
-    else:
-        solver = _solvers.resolve_solver(problem, n_train, targets.Y.shape[1],
-                                         targets.loss, full_batch, cache_key)
-        resume = _resumable(problem, previous, solver, train_rows)
-        if resume is not None:
-            # The coefficients live in the previous target encoding.
-            targets = problem.resume_targets
+    problem, solver, split, cache_key = _plan_solver(problem, previous, rng)
+    train_rows, val_rows = split
+    targets = problem.targets
+    resume = previous if continuing else _resumable(problem, previous, solver,
+                                                    train_rows)
+    if resume is not None and not continuing:
+        # The coefficients live in the previous target encoding.
+        targets = problem.resume_targets
     form = "primal" if solver == "primal" else "dual"
     network = _network(problem, resume)
     # A resumed fit continues the previous shuffling stream (a copy, so that
     # a failed fit leaves the previous model exactly as it was).
     shuffle_rng = rng if resume is None else copy.deepcopy(resume.shuffle_rng)
-
-    setup = _solvers.build_trainer(problem, solver, targets, (train_rows, val_rows),
-                                   resume, network, continuing=continuing,
-                                   cache_key=cache_key)
-    base = FittedModel(
-        spec=problem.spec,
-        form=form,
-        solver=form,
-        device=problem.device,
-        coef=None,
-        X_fit=setup.X_fit,
-        network=network,
-        targets=targets.attributes,
+    record = TrainingRecord(
+        X=problem.X, Y=targets.Y, loss=targets.loss,
+        sample_weight=problem.sample_weight, settings=problem.settings,
+        schedule=problem.schedule, split=split,
+        shuffle_rng=copy.deepcopy(shuffle_rng), start=_start_of(resume),
+        continuing=continuing,
     )
-    if form == "primal":
-        expand = _copy
-    else:
-        def expand(coef):  # training rows -> every row of the support set
-            return _solvers.expand_coef(coef, train_rows, setup.n_support)
+    setup = _solvers.build_trainer(problem, solver, targets, split, resume, network,
+                                   continuing=continuing, cache_key=cache_key)
+    learning_rate = _resolve_learning_rate(problem, setup.trainer, resume)
+    record = dataclasses.replace(
+        record, settings=dataclasses.replace(problem.settings,
+                                             learning_rate=learning_rate))
+    base = FittedModel(spec=problem.spec, form=form, solver=form,
+                       device=problem.device, coef=None, X_fit=setup.X_fit,
+                       network=network, targets=targets.attributes)
+    plan = _epoch_plan(problem, targets, train_rows, setup.offset, shuffle_rng)
+    try:
+        history = run_epochs(
+            setup.trainer,
+            plan,
+            validation=_validation(problem, targets, setup, val_rows),
+            expand=_expander(form, train_rows, setup.n_support),
+            callbacks=problem.callbacks,
+            reconstruct=base.with_coef,
+            name=problem.name,
+            verbose=problem.verbose,
+        )
+    except Diverged as diverged:
+        raise _divergence_error(problem, diverged, learning_rate) from None
+    state = setup.trainer.state
+    if form == "dual":
+        state = _solvers.expand_state(state, train_rows, setup.n_support)
+    X_key = setup.X_fit if setup.X_fit is not None else problem.X
+    return dataclasses.replace(
+        base,
+        solver=solver,
+        state=state,
+        learning_rate=learning_rate,
+        stopping=problem.stopping,
+        shuffle_rng=shuffle_rng,
+        model_key=_model_key(problem, X_key, form),
+        train_rows=train_rows,
+        fit_digest=_fit_digest(problem, form),
+        record=record,
+        **_history_fields(history),
+    )
 
-    plan = EpochPlan(
+
+def _plan_solver(problem, previous, rng):
+    """The stopping rule, the solver and the held-out split of this fit.
+
+    Returns ``(problem, solver, (train_rows, val_rows), cache_key)``, the
+    problem with its ``stopping`` rule set.  ``early_stopping="auto"`` stops
+    by GCV when the solver turns out to be the eigen solver (which has the
+    spectrum), else by the loss of held-out rows.
+    """
+    schedule = problem.schedule
+    n_rows = problem.X.shape[0]
+    if problem.stopping == "fixed":
+        pass
+    elif problem.online:
+        problem = dataclasses.replace(problem, stopping="loss")
+    elif problem.split is not None:
+        problem = dataclasses.replace(problem, stopping="validation")
+    elif schedule.early_stopping == "auto":
+        # GCV needs the whole spectrum: no Krylov restriction.
+        problem = dataclasses.replace(problem, stopping="gcv")
+    else:
+        rule = "validation" if schedule.early_stopping else "loss"
+        problem = dataclasses.replace(problem, stopping=rule)
+    split = (None, None)
+    if problem.split is not None:
+        split = tuple(np.sort(np.asarray(rows)) for rows in problem.split)
+    elif problem.stopping == "validation":
+        split = _split(problem, rng)
+    full_batch = _batch_size(schedule, _n_train(n_rows, split)) >= _n_train(n_rows,
+                                                                             split)
+    cache_key = _early_cache_key(problem, split[0], full_batch)
+    if problem.online and previous is not None:
+        solver = "primal" if previous.solver == "primal" else "dual"
+    else:
+        solver = _solvers.resolve_solver(problem, _n_train(n_rows, split),
+                                         problem.targets.Y.shape[1],
+                                         problem.targets.loss, full_batch, cache_key)
+    if problem.stopping == "gcv" and solver != "eigen":
+        cache_key = None
+        if _enough_to_hold_out(problem):
+            problem = dataclasses.replace(problem, stopping="validation")
+            # A default fit is reproducible, as SVR's or KernelRidge's is:
+            # with random_state=None its held-out rows come from a fixed seed.
+            split_rng = rng if problem.random_state is not None else _FIXED_SPLIT_SEED
+            split = _split(problem, check_random_state(split_rng))
+        else:
+            problem = dataclasses.replace(problem, stopping="loss")
+    return problem, solver, split, cache_key
+
+
+def _enough_to_hold_out(problem):
+    """Whether ``validation_fraction`` of the rows is enough to score (``"auto"``)."""
+    n_rows = problem.X.shape[0]
+    n_held_out = int(np.ceil(problem.schedule.validation_fraction * n_rows))
+    if n_held_out < AUTO_MIN_VALIDATION_ROWS or n_rows - n_held_out < 2:
+        return False
+    labels = problem.targets.stratify
+    if labels is None:
+        return True
+    counts = np.bincount(np.asarray(labels))
+    counts = counts[counts > 0]
+    return n_held_out >= 2 * counts.size and counts.min() >= 2
+
+
+def _n_train(n_rows, split):
+    return n_rows if split[0] is None else split[0].size
+
+
+def _batch_size(schedule, n_train):
+    return n_train if schedule.batch_size is None else min(schedule.batch_size,
+                                                           n_train)
+
+
+def _epoch_plan(problem, targets, train_rows, offset, shuffle_rng):
+    schedule = problem.schedule
+    n_train = problem.X.shape[0] if train_rows is None else train_rows.size
+    batch_size = _batch_size(schedule, n_train)
+    return EpochPlan(
         max_iter=1 if problem.online else schedule.max_iter,
         n_rows=n_train,
         batch_size=batch_size,
@@ -252,37 +429,79 @@ def _fit(problem, previous):
         tol=schedule.tol,
         n_iter_no_change=schedule.n_iter_no_change,
         online=problem.online,
-        offset=setup.offset,
+        offset=offset,
+        stopping=problem.stopping,
+        window=(AUTO_WINDOW if schedule.early_stopping == "auto"
+                or problem.split is not None else 0.0),
+        schedule=schedule.learning_rate,
+        reference_loss=_zero_model_loss(targets, problem.sample_weight, train_rows),
     )
-    validation = None
-    if val_rows is not None:
-        validation = Validation(setup.validation_operator,
-                                lambda F_val: targets.score(F_val, val_rows))
-    history = run_epochs(
-        setup.trainer,
-        plan,
-        validation=validation,
-        expand=expand,
-        callbacks=problem.callbacks,
-        reconstruct=base.with_coef,
-        name=problem.name,
-        verbose=problem.verbose,
-        diverged=lambda epoch: _diverged(problem, epoch),
-    )
-    state = setup.trainer.state
-    if form == "dual":
-        state = _solvers.expand_state(state, train_rows, setup.n_support)
-    X_key = setup.X_fit if setup.X_fit is not None else problem.X
-    return dataclasses.replace(
-        base,
-        solver=solver,
-        state=state,
-        shuffle_rng=shuffle_rng,
-        model_key=_model_key(problem, X_key, form),
-        train_rows=train_rows,
-        fit_digest=_fit_digest(problem, form),
-        **_history_fields(history),
-    )
+
+
+def _zero_model_loss(targets, sample_weight, rows):
+    """Mean training loss of the zero model, where a fit from scratch starts."""
+    rows = slice(None) if rows is None else rows
+    Y, weight = targets.Y[rows], sample_weight[rows]
+    per_row, _ = loss_and_gradient(np.zeros_like(Y, dtype=np.float64), Y,
+                                   targets.loss)
+    return float(np.sum(weight * per_row) / np.sum(weight))
+
+
+def _validation(problem, targets, setup, val_rows):
+    """The held-out rows and their score, for the validation stopping rule."""
+    if val_rows is None:
+        return None
+    if problem.validation_score is not None:
+        def score(F_val):
+            return problem.validation_score(F_val, val_rows)
+    elif problem.schedule.early_stopping == "auto":
+        # Minus the held-out loss: finer than accuracy, the same ranking as
+        # R^2 (DESIGN 3.7: validation scores are the general rule).
+        Y_val = targets.Y[val_rows]
+        weight = problem.sample_weight[val_rows]
+
+        def score(F_val):
+            per_row, _ = loss_and_gradient(F_val, Y_val, targets.loss)
+            return -float(np.sum(weight * per_row) / np.sum(weight))
+    else:
+        def score(F_val):
+            return targets.score(F_val, val_rows)
+    return Validation(setup.validation_operator, score)
+
+
+def _expander(form, train_rows, n_support):
+    """Trainer coefficients -> fitted coefficients over the whole support set."""
+    if form == "primal":
+        return np.array
+
+    def expand(coef):
+        return _solvers.expand_coef(coef, train_rows, n_support)
+
+    return expand
+
+
+def _resolve_learning_rate(problem, trainer, resume):
+    """The base step size: as given, or in units of the kernel's scale ("auto")."""
+    settings = problem.settings
+    if not problem.learning_rate_auto:
+        return settings.learning_rate
+    if resume is not None and resume.learning_rate is not None:
+        learning_rate = resume.learning_rate
+    else:
+        curvature = trainer.curvature()
+        if not (np.isfinite(curvature) and curvature > 0):
+            raise ValueError(
+                f"{problem.name}: the training kernel is zero or not finite "
+                f"(largest eigenvalue {curvature!r}), so no step size can be "
+                "derived from it; check the inputs and the kernel's variances."
+            )
+        if settings.optimizer in ("sgd", "momentum"):
+            learning_rate = AUTO_SGD_STEP / curvature
+        else:
+            learning_rate = AUTO_ADAM_STEP / np.sqrt(curvature)
+        learning_rate *= problem.learning_rate_scale
+    trainer.set_learning_rate(float(learning_rate))
+    return float(learning_rate)
 
 
 def _history_fields(history):
@@ -290,16 +509,72 @@ def _history_fields(history):
     return {
         "coef": history["coef"],
         "n_iter": history["n_iter"],
+        "best_iteration": history["best_iteration"],
         "loss_curve": history["loss_curve"],
         "validation_scores": history["validation_scores"],
         "best_validation_score": history["best_validation_score"],
         "best_loss": history["best_loss"],
-        "coef_path": history["path"],
     }
 
 
-def _copy(coef):
-    return coef.copy()
+def _start_of(resume):
+    """The part of a resumed model a replay needs: coefficients, state, rows."""
+    if resume is None:
+        return None
+    return FittedModel(spec=resume.spec, form=resume.form, solver=resume.solver,
+                       device=resume.device, coef=resume.coef, X_fit=resume.X_fit,
+                       network=resume.network, state=resume.state,
+                       learning_rate=resume.learning_rate,
+                       train_rows=resume.train_rows)
+
+
+def staged_outputs(model, X, *, device="cpu", n_jobs=None, working_memory=1024):
+    """Outputs on ``X`` after each epoch of the fit that made ``model``.
+
+    The fit is run again from its record, epoch for epoch (the same data,
+    step sizes, batches and start), so no epoch's coefficients need to be
+    kept with the model; this costs about as much as the fit did.
+
+    Returns
+    -------
+    stages : list of ndarray of shape (n, k)
+    """
+    record = model.record
+    if record is None or model.n_iter == 0:
+        return []
+    schedule = dataclasses.replace(record.schedule, max_iter=model.n_iter)
+    problem = TrainingProblem(
+        X=record.X,
+        targets=Targets(Y=record.Y, loss=record.loss, attributes=model.targets),
+        sample_weight=record.sample_weight, spec=model.spec, settings=record.settings,
+        schedule=schedule, solver=model.solver, device=device, n_jobs=n_jobs,
+        online=record.continuing, name="replay", stopping="fixed",
+    )
+    stages = []
+    with _backend.numba_threads(n_jobs), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        setup = _solvers.build_trainer(problem, model.solver, problem.targets,
+                                       record.split, record.start, model.network,
+                                       continuing=record.continuing)
+        operator = operator_rows(model, X, n_jobs, device)
+
+        class Recorder(FitCallbacks):
+            def begin(self, max_iter):
+                return True
+
+            def begin_epoch(self, context):
+                return True
+
+            def end_epoch(self, epoch_context, current):
+                stages.append(operator @ current().coef)
+                return False
+
+        plan = _epoch_plan(problem, problem.targets, record.split[0], setup.offset,
+                           copy.deepcopy(record.shuffle_rng))
+        run_epochs(setup.trainer, plan,
+                   expand=_expander(model.form, record.split[0], setup.n_support),
+                   callbacks=Recorder(), reconstruct=model.with_coef, name="replay")
+    return stages
 
 
 def _fit_device(problem):
@@ -394,11 +669,15 @@ def _fit_digest(problem, form):
     return None
 
 
-def _diverged(problem, epoch):
+def _divergence_error(problem, diverged, learning_rate):
+    """The estimator's error for a fit that diverged: what, where, what to change."""
     return ValueError(
-        f"{problem.name}: training diverged at epoch {epoch}: the loss "
-        "or the coefficients became NaN or infinite. Lower learning_rate_init "
-        f"(it is {problem.settings.learning_rate!r}) or, for optimizer='sgd' or "
-        "'momentum', scale the kernel down (weight_variance, bias_variance). "
-        "The previous fit, if any, is left as it was."
+        f"{problem.name}: training diverged at epoch {diverged.epoch}: "
+        f"{diverged.reason}. Lower learning_rate_init (it is {learning_rate!r}"
+        + (", chosen from the kernel's largest eigenvalue" if problem.learning_rate_auto
+           and problem.settings.optimizer in ("sgd", "momentum") else "")
+        + "); if the inputs are not standardised, standardise them (e.g. "
+        "StandardScaler in a pipeline); for optimizer='sgd' or 'momentum' the "
+        "kernel's scale (weight_variance, bias_variance) matters too. The "
+        "previous fit, if any, is left as it was."
     )

@@ -84,12 +84,21 @@ class FittedModel:
         fitted attributes, e.g. ``classes_``), kept with the coefficients.
     state : OptimizerState or None
         Optimizer memory over the support rows (dual) or weights (primal).
+    learning_rate : float or None
+        The base step size the optimizer ran with (resolved when chosen from
+        the kernel).
+    stopping : {"loss", "validation", "gcv"} or None
+        The rule that decided when to stop.
     n_iter : int
         Epochs of this call.
+    best_iteration : int
+        The epoch whose coefficients are kept (the last one, or the best by
+        the stopping rule).
     loss_curve, validation_scores, best_validation_score, best_loss
         Training history of this call.
-    coef_path : list of ndarray
-        The coefficients after each epoch of this call.
+    record : TrainingRecord or None
+        What it takes to run this call's training again
+        (:func:`._fitting.staged_outputs`).
     shuffle_rng : RandomState or None
         The shuffling stream, continued by a resumed fit.
     model_key : tuple
@@ -109,12 +118,15 @@ class FittedModel:
     network: object = None
     targets: dict = field(default_factory=dict)
     state: object = None
+    learning_rate: float = None
+    stopping: str = None
     n_iter: int = 0
+    best_iteration: int = 0
     loss_curve: list = field(default_factory=list)
     validation_scores: list = None
     best_validation_score: float = None
     best_loss: float = None
-    coef_path: list = field(default_factory=list)
+    record: object = None
     shuffle_rng: object = None
     model_key: tuple = ()
     train_rows: np.ndarray = None
@@ -213,22 +225,3 @@ def model_outputs(model, X, coef=None, *, device="cpu", n_jobs=None,
             rows = slice(start, start + step)
             out[rows] = operator_rows(model, X[rows], n_jobs, device) @ coef
     return out
-
-
-def staged_model_outputs(model, X, **kwargs):
-    """Outputs after each epoch of the fit, from one blocked pass over ``X``.
-
-    The operator of a block of rows multiplies the coefficients of every
-    epoch at once, so the extra memory is the outputs and one block.
-
-    Yields
-    ------
-    F : ndarray of shape (n, k)
-    """
-    if not model.coef_path:
-        return
-    k = model.coef_path[0].shape[1]
-    outputs = model_outputs(model, X, np.concatenate(model.coef_path, axis=1),
-                            **kwargs)
-    for epoch in range(len(model.coef_path)):
-        yield outputs[:, epoch * k : (epoch + 1) * k]

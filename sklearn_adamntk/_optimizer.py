@@ -71,7 +71,11 @@ class OptimizerSettings:
         Heavy-ball coefficient ``mu`` (``"momentum"`` only).
     weight_decay : float, default=0.0
         Decoupled weight decay ``wd``: the coefficients are multiplied by
-        ``1 - lr * wd`` at every step.
+        ``1 - lr_t * wd`` at every step.
+    power_t : float, default=0.0
+        Exponent of the inverse scaling schedule (DESIGN 3.6): step ``t``
+        (1-based, counted over the whole life of the state) uses
+        ``lr_t = lr / t**power_t``; 0 keeps the rate constant.
     """
 
     optimizer: str
@@ -81,6 +85,7 @@ class OptimizerSettings:
     epsilon: float = 1e-8
     momentum: float = 0.9
     weight_decay: float = 0.0
+    power_t: float = 0.0
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -94,6 +99,7 @@ class OptimizerSettings:
             ("epsilon", 0.0, np.inf, False),
             ("momentum", 0.0, 1.0, True),
             ("weight_decay", 0.0, np.inf, True),
+            ("power_t", 0.0, np.inf, True),
         ]
         for name, low, high, low_included in checks:
             value = getattr(self, name)
@@ -113,6 +119,14 @@ class OptimizerSettings:
                 f"multiplied by 1 - learning_rate * weight_decay), got "
                 f"{self.learning_rate * self.weight_decay!r}."
             )
+
+    def rate(self, t):
+        """Step size of step ``t`` (1-based): ``lr / t**power_t``."""
+        return _scheduled_rate(self.learning_rate, self.power_t, t)
+
+    def decay(self, t):
+        """Weight-decay factor of step ``t``: ``1 - lr_t * wd``."""
+        return 1.0 - self.rate(t) * self.weight_decay
 
 
 @dataclass
@@ -185,6 +199,14 @@ def init_state(n_rows, n_outputs, optimizer, dtype=np.float64):
     else:
         second = np.zeros(0, dtype=dtype)
     return OptimizerState(moment, second, 0)
+
+
+@njit(cache=True, error_model="numpy")
+def _scheduled_rate(lr, power_t, t):
+    """``lr / t**power_t``: the inverse scaling schedule (``power_t = 0``: constant)."""
+    if power_t == 0.0:
+        return lr
+    return lr / float(t) ** power_t
 
 
 @njit(cache=True, error_model="numpy")

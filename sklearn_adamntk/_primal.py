@@ -12,6 +12,7 @@ from numba import njit
 
 from ._batch import _BatchTrainer, _batch_loss_gradient, _gather_rows_tdot
 from ._losses import _float_dtype
+from ._spectral import top_eigenvalue
 from ._optimizer import (
     _ADAM,
     _ADAM_STAR,
@@ -20,14 +21,15 @@ from ._optimizer import (
     _adam_step_dense,
     _column_dots,
     _moment_rule,
+    _scheduled_rate,
     _step_dense,
 )
 
 
 @njit(cache=True, error_model="numpy")
 def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offsets,
-                            loss_code, optimizer_code, lr, decay, beta_1, beta_2,
-                            epsilon, momentum):
+                            loss_code, optimizer_code, lr, power_t, weight_decay,
+                            beta_1, beta_2, epsilon, momentum):
     """One epoch of mini-batch steps in primal form (any optimizer).
 
     ``second`` is 2-D: ``(P, k)`` for adam, ``(1, k)`` for adam* (one type
@@ -35,7 +37,7 @@ def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offs
     Returns ``(loss_sum, weight_sum, t, diverged)``.
     """
     n_weights, k = coef.shape
-    rates = np.full(k, lr)
+    rates = np.empty(k)
     q = np.empty(k)
     G = np.empty_like(coef)
     use_moment, keep, gain = _moment_rule(optimizer_code, beta_1, momentum)
@@ -51,14 +53,18 @@ def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offs
         if not np.isfinite(batch_loss):
             return loss_total, weight_total, t, True
         t += 1
+        lr_t = _scheduled_rate(lr, power_t, t)
+        decay = 1.0 - lr_t * weight_decay
         _gather_rows_tdot(Psi, rows, L, G)
         if optimizer_code == _ADAM:
-            n_bad = _adam_step_dense(coef, moment, second, G, n_weights, t, lr,
+            n_bad = _adam_step_dense(coef, moment, second, G, n_weights, t, lr_t,
                                      beta_1, beta_2, epsilon, decay)
         else:
+            rates[:] = lr_t
             if optimizer_code == _ADAM_STAR:
                 _column_dots(G, G, q)
-                _adam_star_rates(second[0], q, t, lr, beta_1, beta_2, epsilon, rates)
+                _adam_star_rates(second[0], q, t, lr_t, beta_1, beta_2, epsilon,
+                                 rates)
             n_bad = _step_dense(coef, moment, G, use_moment, keep, gain, rates, decay)
         if n_bad > 0:
             return loss_total, weight_total, t, True
@@ -103,6 +109,13 @@ class PrimalTrainer(_BatchTrainer):
         self._setup(Psi, Psi.shape[1], Y, settings, loss, sample_weight, coef, state)
         self._weight_sum = float(self._weight.sum())
 
+    def curvature(self):
+        """``lambda_max(Psi^T W Psi) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        Psi, weight = self._Psi, self._weight
+        lam = top_eigenvalue(lambda v: Psi.T @ (weight * (Psi @ v)), Psi.shape[1],
+                             Psi.dtype)
+        return lam / self._weight_sum
+
     def train_predictions(self):
         """Current outputs ``F = Psi w`` on the training rows, shape (N, k)."""
         return self._Psi @ self._coef
@@ -122,17 +135,17 @@ class PrimalTrainer(_BatchTrainer):
             return loss_sum, self._weight_sum, True
         self._t += 1
         G = np.ascontiguousarray(self._Psi.T @ L)
-        decay = 1.0 - s.learning_rate * s.weight_decay
+        lr, decay = s.rate(self._t), s.decay(self._t)
         if s.optimizer == "adam":
             n_bad = _adam_step_dense(self._coef, self._moment, self._second, G,
-                                     self._Psi.shape[1], self._t, s.learning_rate,
+                                     self._Psi.shape[1], self._t, lr,
                                      s.beta_1, s.beta_2, s.epsilon, decay)
         else:
-            rates = np.full(L.shape[1], s.learning_rate)
+            rates = np.full(L.shape[1], lr)
             if s.optimizer == "adam*":
                 q = np.empty(L.shape[1])
                 _column_dots(G, G, q)
-                _adam_star_rates(self._second, q, self._t, s.learning_rate, s.beta_1,
+                _adam_star_rates(self._second, q, self._t, lr, s.beta_1,
                                  s.beta_2, s.epsilon, rates)
             use_moment, keep, gain = _moment_rule(
                 _OPTIMIZER_CODE[s.optimizer], s.beta_1, s.momentum)

@@ -41,7 +41,7 @@ _EIGH_COST = 4.0
 
 
 def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
-                  optimizer, max_iter, eigen_cached=False):
+                  optimizer, max_iter, eigen_cached=False, krylov=True):
     """Pick the cheapest exact solver for one fit.
 
     Cost model, in flops (a multiply-add counts 2), with ``N = n_samples``,
@@ -97,7 +97,7 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     costs = {"dual": gram + epochs * 2.0 * n * n * k}
     if full_batch and loss == "squared":
         eigensolve = _EIGH_COST * n**3
-        if krylov_pays(n_samples, n_outputs, max_iter):
+        if krylov and krylov_pays(n_samples, n_outputs, max_iter):
             directions = (epochs + 1.0) * k
             eigensolve = min(eigensolve, directions * 2.0 * n * n
                              + 4.0 * n * directions**2)
@@ -168,16 +168,20 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         optimizer=problem.settings.optimizer,
         max_iter=problem.schedule.max_iter,
         eigen_cached=eigen_key is not None and _eigen_cache.get(eigen_key) is not None,
+        krylov=problem.stopping != "gcv",
     )
 
 
-def krylov_epochs(max_iter, n_train, n_outputs, fresh):
+def krylov_epochs(problem, n_train, n_outputs, fresh):
     """Epochs of a Krylov restriction for this fit, or None for a full eigh.
 
     From zero coefficients, ``max_iter`` epochs need ``(max_iter + 1) k``
     directions and as many products with ``K`` (about one dual fit) instead
-    of an ``O(N^3)`` eigensolve.
+    of an ``O(N^3)`` eigensolve.  Stopping by GCV needs the whole spectrum.
     """
+    max_iter = problem.schedule.max_iter
+    if problem.stopping == "gcv":
+        return None
     if fresh and krylov_pays(n_train, n_outputs, max_iter):
         return max_iter
     return None
@@ -195,7 +199,7 @@ def eigen_key(problem, train_rows, network, Y, *, fresh):
         train_rows,
         problem.sample_weight,
         Y,
-        krylov_epochs(problem.schedule.max_iter, n_train, Y.shape[1], fresh),
+        krylov_epochs(problem, n_train, Y.shape[1], fresh),
     )
 
 
@@ -358,7 +362,7 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
     K = None
     if decomposition is None or resuming:
         K = _train_gram(problem, train_rows, network)
-    n_epochs = krylov_epochs(problem.schedule.max_iter, Y.shape[0], Y.shape[1],
+    n_epochs = krylov_epochs(problem, Y.shape[0], Y.shape[1],
                              not resuming)
     if decomposition is None and n_epochs is not None:
         decomposition = krylov_decomposition(K, Y, n_epochs,

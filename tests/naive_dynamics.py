@@ -50,7 +50,7 @@ def _mean_loss_gradient(F, Y, weight, batch, loss):
 def dual_training(K, Y, epochs, *, optimizer, loss="squared", learning_rate,
                   beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9,
                   weight_decay=0.0, sample_weight=None, coef=None,
-                  momentum_buffer=None, second_moment=None, t=0):
+                  momentum_buffer=None, second_moment=None, t=0, power_t=0.0):
     """Kernel (dual) dynamics of DESIGN 3.1-3.3.
 
     Parameters
@@ -61,7 +61,9 @@ def dual_training(K, Y, epochs, *, optimizer, loss="squared", learning_rate,
     Returns
     -------
     dict with ``coef`` (A), ``momentum_buffer`` (M), ``second_moment`` (v),
-    ``t`` and ``losses`` (one weighted mean per epoch).
+    ``t``, ``losses`` (one weighted mean per epoch) and ``steps`` (the
+    per-output step size ``eta D_t`` of every step, ``eta`` for SGD and
+    momentum).
     """
     K = np.asarray(K, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64).reshape(K.shape[0], -1)
@@ -72,7 +74,7 @@ def dual_training(K, Y, epochs, *, optimizer, loss="squared", learning_rate,
     if momentum_buffer is not None:
         M = np.array(momentum_buffer, dtype=float)
     v = np.zeros(k) if second_moment is None else np.array(second_moment, dtype=float)
-    losses = []
+    losses, steps = [], []
     for batches in epochs:
         loss_sum = weight_sum = 0.0
         for batch in batches:
@@ -81,26 +83,63 @@ def dual_training(K, Y, epochs, *, optimizer, loss="squared", learning_rate,
             loss_sum += batch_loss
             weight_sum += batch_weight
             t += 1
-            decayed = (1.0 - learning_rate * weight_decay) * A
+            eta = learning_rate / t**power_t  # DESIGN 3.6, "invscaling"
+            decayed = (1.0 - eta * weight_decay) * A
             if optimizer == "sgd":
-                A = decayed - learning_rate * G
+                A = decayed - eta * G
+                steps.append(np.full(k, eta))
             elif optimizer == "momentum":
                 M = momentum * M + G
-                A = decayed - learning_rate * M
+                A = decayed - eta * M
+                steps.append(np.full(k, eta))
             elif optimizer == "adam*":
                 M = beta_1 * M + (1 - beta_1) * G
                 v = beta_2 * v + (1 - beta_2) * np.diag(G.T @ K @ G)
                 D = 1.0 / ((1 - beta_1**t) * (np.sqrt(v / (1 - beta_2**t)) + epsilon))
-                A = decayed - learning_rate * D[None, :] * M
+                A = decayed - eta * D[None, :] * M
+                steps.append(eta * D)
             else:
                 raise ValueError(optimizer)
         losses.append(loss_sum / weight_sum)
-    return dict(coef=A, momentum_buffer=M, second_moment=v, t=t, losses=losses)
+    return dict(coef=A, momentum_buffer=M, second_moment=v, t=t, losses=losses,
+                steps=np.array(steps))
+
+
+def smoother_trace(K, steps, *, optimizer, beta_1=0.9, momentum=0.9,
+                   sample_weight=None):
+    """Trace of ``S_t`` in ``F_t = S_t Y`` for full-batch squared-loss training.
+
+    Given the step sizes a run took (one per output), the map from the
+    targets to the fitted values is linear (DESIGN 3.7): it is the same
+    recursion applied to every column of the identity.  Returns the trace
+    after each step, shape (n_steps, k).
+    """
+    K = np.asarray(K, dtype=np.float64)
+    n = K.shape[0]
+    weight = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+    W = np.diag(weight / weight.sum())
+    traces = []
+    for c in range(steps.shape[1]):
+        A = np.zeros((n, n))
+        M = np.zeros((n, n))
+        column = []
+        for step in steps[:, c]:
+            G = W @ (K @ A - np.eye(n))
+            if optimizer == "sgd":
+                M = G
+            elif optimizer == "momentum":
+                M = momentum * M + G
+            else:
+                M = beta_1 * M + (1 - beta_1) * G
+            A = A - step * M
+            column.append(np.trace(K @ A))
+        traces.append(column)
+    return np.array(traces).T
 
 
 def weight_space_training(Psi, Y, epochs, *, optimizer, loss="squared", learning_rate,
                           beta_1=0.9, beta_2=0.999, epsilon=1e-8, momentum=0.9,
-                          weight_decay=0.0, sample_weight=None):
+                          weight_decay=0.0, sample_weight=None, power_t=0.0):
     """Finite network trained on its readout ``W(z)``, per feature (DESIGN 2, 3).
 
     ``"adam*"`` uses ``v = E_z[g(z)^2]`` (one number per output); ``"adam"``
@@ -134,18 +173,19 @@ def weight_space_training(Psi, Y, epochs, *, optimizer, loss="squared", learning
             for z in range(P):
                 for i in range(n):
                     g[z] += L[i] * phi[i, z]
-            decayed = (1.0 - learning_rate * weight_decay) * W
+            eta = learning_rate / t**power_t  # DESIGN 3.6, "invscaling"
+            decayed = (1.0 - eta * weight_decay) * W
             if optimizer == "sgd":
-                W = decayed - learning_rate * g
+                W = decayed - eta * g
             elif optimizer == "momentum":
                 m = momentum * m + g
-                W = decayed - learning_rate * m
+                W = decayed - eta * m
             elif optimizer in ("adam*", "adam"):
                 m = beta_1 * m + (1 - beta_1) * g
                 second = np.mean(g**2, axis=0) if optimizer == "adam*" else g**2
                 v = beta_2 * v + (1 - beta_2) * second
                 D = 1.0 / ((1 - beta_1**t) * (np.sqrt(v / (1 - beta_2**t)) + epsilon))
-                W = decayed - learning_rate * D * m
+                W = decayed - eta * D * m
             else:
                 raise ValueError(optimizer)
         losses.append(loss_sum / weight_sum)

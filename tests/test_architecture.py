@@ -19,7 +19,7 @@ TRAINING_CORE = ["_losses", "_optimizer", "_inputs", "_batch", "_dual", "_primal
 # utilities, not its estimator machinery.
 ENGINE = ["_fitting", "_solvers", "_epochs", "_model", "_backend", "_pairwise"]
 # The scikit-learn face knows nothing of Numba or CUDA.
-FACE = ["_base", "_estimators", "_callbacks", "_kernel_objects", "_display",
+FACE = ["_base", "_estimators", "_cv", "_callbacks", "_kernel_objects", "_display",
         "__main__"]
 
 

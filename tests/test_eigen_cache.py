@@ -36,7 +36,8 @@ def eigensolves(monkeypatch):
 
 
 def _fit(X, y, **params):
-    params = dict(dict(solver="eigen", max_iter=20, kernel="ntk", depth=2), **params)
+    params = dict(dict(solver="eigen", max_iter=20, kernel="ntk", depth=2,
+                       early_stopping=False), **params)
     return AdamStarNTKRegressor(**params).fit(X, y)
 
 
@@ -78,7 +79,8 @@ def test_a_different_gram_matrix_is_not_served_from_the_cache(
         "sample_weight", False) else None
     _fit(X, y)
     est = AdamStarNTKRegressor(
-        **dict(dict(solver="eigen", max_iter=20, kernel="ntk", depth=2), **change)
+        **dict(dict(solver="eigen", max_iter=20, kernel="ntk", depth=2,
+                    early_stopping=False), **change)
     ).fit(X[rows], y[rows], sample_weight=weight)
     assert len(eigensolves) == 2
     reference = AdamStarNTKRegressor(**est.get_params())
@@ -95,7 +97,8 @@ def test_grid_search_pays_one_eigensolve_per_fold(regression, eigensolves):
         "learning_rate_init": [0.3, 1.0, 3.0],
     }
     search = GridSearchCV(
-        AdamStarNTKRegressor(solver="eigen", max_iter=20, kernel="ntk"),
+        AdamStarNTKRegressor(early_stopping=False, solver="eigen", max_iter=20,
+                             kernel="ntk"),
         grid,
         cv=KFold(3),
     ).fit(X, y)
@@ -105,7 +108,9 @@ def test_grid_search_pays_one_eigensolve_per_fold(regression, eigensolves):
 
     # The same search with the cache emptied before every fit scores the same.
     uncached = GridSearchCV(
-        _Uncached(solver="eigen", max_iter=20, kernel="ntk"), grid, cv=KFold(3)
+        _Uncached(early_stopping=False, solver="eigen", max_iter=20, kernel="ntk"),
+        grid,
+        cv=KFold(3),
     ).fit(X, y)
     np.testing.assert_array_equal(
         search.cv_results_["mean_test_score"], uncached.cv_results_["mean_test_score"]
@@ -206,7 +211,7 @@ def test_precomputed_gram_matrix_is_left_untouched(regression):
     X, y = regression
     K = network_kernel(X, kernel="ntk", depth=2)
     before = K.copy()
-    est = AdamStarNTKRegressor(kernel="precomputed", solver="eigen", max_iter=20)
+    est = AdamStarNTKRegressor(early_stopping=False, kernel="precomputed", solver="eigen", max_iter=20)
     est.fit(K, y)
     np.testing.assert_array_equal(K, before)
     est.set_params(learning_rate_init=0.5).fit(K, y)
@@ -274,7 +279,8 @@ def test_few_epochs_train_on_a_krylov_restriction_exactly(params, eigensolves,
     X_test, X = X[:40], X[40:]
     y = y[40:]
     weight = np.linspace(0.2, 2.0, 300)
-    common = dict(kernel="ntk", max_iter=12, tol=0.0, **params)
+    common = dict(dict(kernel="ntk", max_iter=12, tol=0.0, early_stopping=False),
+                  **params)
     eigen = AdamStarNTKRegressor(solver="eigen", **common).fit(X, y, weight)
     dual = AdamStarNTKRegressor(solver="dual", **common).fit(X, y, weight)
     assert eigensolves == [] and len(krylov_builds) == 1
@@ -292,31 +298,31 @@ def test_grid_search_builds_one_krylov_restriction_per_fold(eigensolves,
                                                             krylov_builds):
     X, y = make_friedman1(n_samples=300, n_features=5, random_state=2)
     search = GridSearchCV(
-        AdamStarNTKRegressor(solver="eigen", max_iter=10, kernel="ntk"),
+        AdamStarNTKRegressor(early_stopping=False, solver="eigen", max_iter=10, kernel="ntk"),
         {"beta_1": [0.5, 0.9], "beta_2": [0.99, 0.999], "learning_rate_init": [0.3, 1.0]},
         cv=KFold(3),
     ).fit(X, y)
     assert eigensolves == []
     assert krylov_builds == [(200, 10)] * 3 + [(300, 10)]
     dual = GridSearchCV(
-        AdamStarNTKRegressor(solver="dual", max_iter=10, kernel="ntk"),
+        AdamStarNTKRegressor(early_stopping=False, solver="dual", max_iter=10, kernel="ntk"),
         search.param_grid, cv=KFold(3),
     ).fit(X, y)
     np.testing.assert_allclose(search.cv_results_["mean_test_score"],
                                dual.cv_results_["mean_test_score"], rtol=1e-9)
     # "auto" reuses a cached restriction for the next setting of the fold.
-    est = AdamStarNTKRegressor(solver="auto", max_iter=10, kernel="ntk")
+    est = AdamStarNTKRegressor(early_stopping=False, solver="auto", max_iter=10, kernel="ntk")
     assert est.fit(X, y).solver_ == "eigen"
     assert len(krylov_builds) == 4
 
 
 def test_warm_start_resumes_with_the_whole_spectrum(eigensolves, krylov_builds):
     X, y = make_friedman1(n_samples=300, n_features=5, random_state=3)
-    est = AdamStarNTKRegressor(solver="eigen", max_iter=8, kernel="ntk",
+    est = AdamStarNTKRegressor(early_stopping=False, solver="eigen", max_iter=8, kernel="ntk",
                                warm_start=True).fit(X, y)
     est.fit(X, y)  # resumes: a Krylov restriction holds only from zero
     assert len(krylov_builds) == 1 and eigensolves == [300]
-    straight = AdamStarNTKRegressor(solver="dual", max_iter=16, kernel="ntk").fit(X, y)
+    straight = AdamStarNTKRegressor(early_stopping=False, solver="dual", max_iter=16, kernel="ntk").fit(X, y)
     np.testing.assert_allclose(est.dual_coef_, straight.dual_coef_, rtol=1e-7,
                                atol=1e-9 * np.abs(straight.dual_coef_).max())
 
@@ -325,8 +331,8 @@ def test_krylov_restriction_in_float32(krylov_builds):
     X, y = make_friedman1(n_samples=300, n_features=5, random_state=4)
     X, y = X.astype(np.float32), y.astype(np.float32)
     common = dict(kernel="ntk", max_iter=12, tol=0.0)
-    eigen = AdamStarNTKRegressor(solver="eigen", **common).fit(X, y)
-    dual = AdamStarNTKRegressor(solver="dual", **common).fit(X, y)
+    eigen = AdamStarNTKRegressor(early_stopping=False, solver="eigen", **common).fit(X, y)
+    dual = AdamStarNTKRegressor(early_stopping=False, solver="dual", **common).fit(X, y)
     assert len(krylov_builds) == 1 and eigen.dual_coef_.dtype == np.float32
     np.testing.assert_allclose(eigen.predict(X), dual.predict(X), rtol=1e-4,
                                atol=1e-5 * np.abs(y).max())

@@ -29,7 +29,7 @@ from sklearn_adamntk._random_network import network_features
 KERNEL = dict(
     kernel="nngp", activation="relu", depth=1, weight_variance=2.0, bias_variance=0.1
 )
-QUIET = dict(tol=0.0, n_iter_no_change=10_000)  # run exactly max_iter epochs
+QUIET = dict(tol=0.0, n_iter_no_change=10_000, early_stopping=False)  # max_iter epochs
 
 
 def _relative(a, b):
@@ -444,7 +444,7 @@ def test_classifier_partial_fit_needs_classes(data):
 )
 def test_warm_start_resumes(data, params):
     X, y, X_test, _ = data
-    common = dict(KERNEL, learning_rate_init=0.05, **QUIET, **params)
+    common = {**KERNEL, "learning_rate_init": 0.05, **QUIET, **params}
     ten = AdamStarNTKRegressor(max_iter=10, **common).fit(X, y)
     warm = AdamStarNTKRegressor(max_iter=5, warm_start=True, **common).fit(X, y)
     warm.fit(X, y)
@@ -501,7 +501,7 @@ def test_early_stopping_keeps_the_best_epoch(data):
     assert est.X_fit_.shape[0] == 30
     assert np.sum(np.all(est.dual_coef_ == 0, axis=1)) == 9
 
-    plain = AdamStarNTKRegressor(max_iter=3).fit(X, y)
+    plain = AdamStarNTKRegressor(max_iter=3, early_stopping=False).fit(X, y)
     assert plain.validation_scores_ is None and plain.best_validation_score_ is None
     assert plain.best_loss_ == min(plain.loss_curve_)
 
@@ -534,10 +534,11 @@ def test_staged_predict(data, Estimator, params):
 def test_stopping_on_tol_and_convergence_warning(data):
     X, y, _, _ = data
     with pytest.warns(ConvergenceWarning, match="maximum iterations"):
-        AdamStarNTKRegressor(max_iter=3).fit(X, y)
+        AdamStarNTKRegressor(max_iter=3, early_stopping=False).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        est = AdamStarNTKRegressor(max_iter=50, tol=10.0, n_iter_no_change=2).fit(X, y)
+        est = AdamStarNTKRegressor(max_iter=50, tol=10.0, n_iter_no_change=2,
+                                   early_stopping=False).fit(X, y)
     # No epoch improves by tol=10: the count passes n_iter_no_change at epoch 4.
     assert est.n_iter_ == 4
 
@@ -550,7 +551,7 @@ def test_verbose_prints_one_line_per_epoch(data, capsys):
     assert re.fullmatch(r"Iteration 1, loss = \d+\.\d{8}", lines[0])
 
     AdamStarNTKRegressor(
-        max_iter=3, verbose=1, early_stopping=True, random_state=0, **QUIET
+        max_iter=3, verbose=1, random_state=0, **{**QUIET, "early_stopping": True}
     ).fit(X, y)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all("validation score = " in line for line in lines)
@@ -827,9 +828,11 @@ def test_divergence_raises_and_keeps_previous_fit(data, params):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(solver="dual"), "30 x 30 training Gram matrix.*width=.*solver='primal'"),
+        (dict(solver="dual", early_stopping=False),
+         "30 x 30 training Gram matrix.*width=.*solver='primal'"),
         (dict(solver="eigen"), "its eigenvectors for solver='eigen'"),
-        (dict(width=50, solver="primal"), "30 x 51 feature matrix.*smaller width"),
+        (dict(width=50, solver="primal", early_stopping=False),
+         "30 x 51 feature matrix.*smaller width"),
     ],
 )
 def test_memory_request_fails_fast(data, monkeypatch, params, match):

@@ -15,6 +15,7 @@ from sklearn_adamntk._fitting import (
     Targets,
     TrainingProblem,
     fit_model,
+    staged_outputs,
 )
 from sklearn_adamntk._model import NetworkSpec, model_outputs
 from sklearn_adamntk._optimizer import OptimizerSettings
@@ -54,13 +55,21 @@ def test_engine_follows_the_naive_dual_dynamics(solver, optimizer):
     reference = dual_training(K, problem.targets.Y, [full] * 6, optimizer=optimizer,
                               learning_rate=0.3, sample_weight=problem.sample_weight)
     assert model.solver == solver and model.form == "dual"
-    assert model.n_iter == 6 and model.t == 6 and len(model.coef_path) == 6
+    assert model.n_iter == 6 and model.t == 6 and model.best_iteration == 6
     np.testing.assert_allclose(model.coef, reference["coef"], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(model.loss_curve, reference["losses"], rtol=1e-10)
     assert model.targets == {"encoding": "raw"}
     # The model evaluates itself: f(X) = K(X, X_fit) A.
     np.testing.assert_allclose(model_outputs(model, problem.X), K @ reference["coef"],
                                rtol=1e-8, atol=1e-10)
+    # No epoch is kept, but the fit can be run again for the staged outputs.
+    stages = staged_outputs(model, problem.X)
+    assert len(stages) == 6
+    for epoch, stage in enumerate(stages, start=1):
+        at_epoch = dual_training(K, problem.targets.Y, [full] * epoch,
+                                 optimizer=optimizer, learning_rate=0.3,
+                                 sample_weight=problem.sample_weight)
+        np.testing.assert_allclose(stage, K @ at_epoch["coef"], rtol=1e-8, atol=1e-10)
 
 
 def test_a_continued_fit_that_diverges_leaves_the_previous_model_as_it_was():

@@ -206,6 +206,64 @@ def test_weight_space_adam_star_is_the_dual_model(loss, batching):
 
 
 @pytest.mark.parametrize("batching", ["full", "mini"])
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_weight_space_adam_star_is_the_dual_model_under_invscaling(loss, batching):
+    decaying = settings("adam*", power_t=0.5)
+    primal_f, dual_f, primal, dual, Psi = _primal_and_dual(loss, batching, decaying,
+                                                            decaying)
+    assert relative_error(primal_f, dual_f) < 1e-10
+    # The schedule is not a no-op: a constant rate gives other predictions.
+    constant_f = _primal_and_dual(loss, batching, settings("adam*"),
+                                  settings("adam*"))[1]
+    assert relative_error(dual_f, constant_f) > 1e-3
+
+
+@pytest.mark.parametrize("batching", ["full", "mini"])
+@pytest.mark.parametrize("optimizer", ["adam*", "sgd", "momentum", "adam"])
+def test_invscaling_follows_the_naive_schedule(optimizer, batching):
+    Psi, _ = make_features()
+    K = Psi @ Psi.T
+    Y = make_targets("squared")
+    weight = make_weights()
+    epochs = epochs_of(batching, 5)
+    hyper = settings(optimizer, power_t=0.7)
+    trainer = (PrimalTrainer(Psi, Y, hyper, "squared", sample_weight=weight)
+               if optimizer == "adam" else
+               DualTrainer(K, Y, hyper, "squared", sample_weight=weight))
+    losses = run(trainer, epochs)
+    naive_hyper = {**HYPER, "power_t": 0.7}
+    if optimizer == "adam":
+        reference = weight_space_training(Psi, Y, epochs, optimizer="adam",
+                                          sample_weight=weight, **naive_hyper)
+        outputs = Psi @ trainer.coef
+        expected = weight_space_predict(Psi, reference["W"])
+    else:
+        reference = dual_training(K, Y, epochs, optimizer=optimizer,
+                                  sample_weight=weight, **naive_hyper)
+        outputs, expected = K @ trainer.coef, K @ reference["coef"]
+    assert relative_error(outputs, expected) < 1e-10
+    np.testing.assert_allclose(losses, reference["losses"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", ["adam*", "sgd", "momentum"])
+def test_eigen_trainer_follows_a_decaying_and_a_changed_rate(optimizer):
+    Psi, _ = make_features()
+    K = Psi @ Psi.T
+    Y = make_targets("squared")
+    weight = make_weights()
+    hyper = settings(optimizer, power_t=0.5)
+    eigen = EigenTrainer(eigen_decomposition(K, weight), K, Y, hyper,
+                         sample_weight=weight)
+    dual = DualTrainer(K, Y, hyper, "squared", sample_weight=weight)
+    for trainer in (eigen, dual):
+        run(trainer, epochs_of("full", 4))
+        trainer.set_learning_rate(hyper.learning_rate / 5)  # "adaptive"
+        run(trainer, epochs_of("full", 4))
+    assert eigen.learning_rate == dual.learning_rate == hyper.learning_rate / 5
+    assert relative_error(eigen.coef, dual.coef) < 1e-10
+
+
+@pytest.mark.parametrize("batching", ["full", "mini"])
 @pytest.mark.parametrize("loss", ["squared", "softmax"])
 def test_negative_control_perturbed_beta_2_breaks_the_match(loss, batching):
     primal_f, dual_f, *_ = _primal_and_dual(
@@ -286,14 +344,20 @@ def test_eigen_coef_path_is_the_coef_after_each_epoch():
     dual = DualTrainer(K, Y, settings("adam*"), "squared", coef=A_0)
     run(dual, epochs_of("mini", 3))  # a state with momentum on the zero-weight row
     eigen = EigenTrainer(eigen_decomposition(K, weight), K, Y, settings("adam*"),
-                         coef=dual.coef, state=dual.state)
-    coefs = []
+                         coef=dual.coef, state=dual.state, record_path=True)
+    coefs, snapshots = [], []
     for _ in range(6):
         eigen.run_epoch()
         coefs.append(eigen.coef)
+        snapshots.append(eigen.snapshot())
     path = eigen.coef_path()
     assert path.shape == (6, N_TRAIN, 2)
     assert relative_error(path, np.array(coefs)) < 1e-12
+    for snapshot, coef in zip(snapshots, coefs):
+        np.testing.assert_array_equal(eigen.coef_of(snapshot), coef)
+    unrecorded = EigenTrainer(eigen_decomposition(K, weight), K, Y, settings("adam*"))
+    with pytest.raises(ValueError, match="record_path"):
+        unrecorded.coef_path()
 
 
 def _trainer(kind, hyper, loss, Psi, K, Y, weight, coef=None, state=None,
