@@ -6,9 +6,13 @@ regressor; ``width=None`` is the infinite-width network (the analytic kernel)
 and an int a random finite network of that width. Prints every candidate's
 cross-validated R^2 on the diabetes data, best first. Run::
 
-    python examples/grid_search.py
+    python examples/grid_search.py [--folds FOLDS]
+
+(For the learning rate and the number of epochs there is a dedicated
+estimator, ``AdamStarNTKRegressorCV``.)
 """
 
+import argparse
 import warnings
 
 from sklearn.datasets import load_diabetes
@@ -20,7 +24,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_adamntk import AdamStarNTKRegressor
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--folds", type=int, default=3,
+                        help="cross-validation folds (default 3)")
+    args = parser.parse_args(argv)
     X, y = load_diabetes(return_X_y=True)
     # solver="eigen": each fold's training Gram matrix is decomposed once and
     # reused by every (beta_1, beta_2) setting of the same width, so those
@@ -33,15 +41,16 @@ def main():
         "adamstarntkregressor__beta_2": [0.99, 0.999],
         "adamstarntkregressor__width": [None, 256, 1024],  # None: infinite width
     }
-    search = GridSearchCV(model, grid, cv=KFold(3, shuffle=True, random_state=0))
+    folds = KFold(args.folds, shuffle=True, random_state=0)
+    search = GridSearchCV(model, grid, cv=folds)
     with warnings.catch_warnings():
-        # The default schedule is a fixed budget of epochs (tuned on bundled
-        # data); using all of it is expected, not a failure to converge.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # One fit per width on a few rows first, so that Numba's one-time
-        # compilation is not counted in the first candidate's fit time.
+        # One fit per width on data of a fold's size first, so that Numba's
+        # one-time compilation of the same code paths is not counted in the
+        # first candidate's fit time.
+        rows = next(folds.split(X))[0]
         for width in grid["adamstarntkregressor__width"]:
-            model.set_params(adamstarntkregressor__width=width).fit(X[:20], y[:20])
+            model.set_params(adamstarntkregressor__width=width).fit(X[rows], y[rows])
         search.fit(X, y)
 
     results = search.cv_results_

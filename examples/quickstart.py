@@ -3,8 +3,10 @@
 Fits ``AdamStarNTKRegressor`` on the diabetes data and compares it, on the same
 split, with ``KernelRidge`` on the very same network kernel. Run::
 
-    python examples/quickstart.py
+    python examples/quickstart.py [--seed SEED]
 """
+
+import argparse
 
 from sklearn.datasets import load_diabetes
 from sklearn.kernel_ridge import KernelRidge
@@ -15,16 +17,21 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_adamntk import AdamStarNTKRegressor, NetworkKernel
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the train/test split (default 0)")
+    args = parser.parse_args(argv)
     X, y = load_diabetes(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=args.seed)
 
     ntk = make_pipeline(StandardScaler(), AdamStarNTKRegressor(random_state=0))
     ntk.fit(X_train, y_train)
     model = ntk[-1]
     print(
-        f"AdamStarNTKRegressor: held-out R^2 = {ntk.score(X_test, y_test):.3f} "
-        f"after {model.n_iter_} epochs ({model.solver_} solver)"
+        f"AdamStarNTKRegressor: held-out R^2 = {ntk.score(X_test, y_test):.3f}; "
+        f"it kept epoch {model.best_iteration_} of {model.n_iter_} "
+        f"({model.solver_} solver, learning rate {model.learning_rate_:.3g})"
     )
 
     # The same kernel the network model trained on, for a fair baseline.

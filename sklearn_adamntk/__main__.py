@@ -124,7 +124,8 @@ def make_models(task, *, max_iter=None):
     return {name: make_pipeline(StandardScaler(), model) for name, model in models.items()}
 
 
-def compare(dataset, *, cv=5, max_iter=None, n_samples=None, random_state=0):
+def compare(dataset, *, cv=5, max_iter=None, n_samples=None, random_state=0,
+            progress=None):
     """Cross-validate every model of :func:`make_models` on one bundled dataset.
 
     Parameters
@@ -139,6 +140,8 @@ def compare(dataset, *, cv=5, max_iter=None, n_samples=None, random_state=0):
         Use only this many rows (a random subset), for a quick run.
     random_state : int, default=0
         Seed of the folds and of the subset.
+    progress : callable or None, default=None
+        Called with each model's row as soon as it is cross-validated.
 
     Returns
     -------
@@ -163,19 +166,21 @@ def compare(dataset, *, cv=5, max_iter=None, n_samples=None, random_state=0):
             # comparison does not depend on it.
             warnings.simplefilter("ignore", ConvergenceWarning)
             if name.startswith("AdamStarNTK"):
-                # One epoch first, so that Numba's one-time compilation (cached
-                # on disk after the first run) is not billed to the first fold.
+                # A short fit first, so that Numba's one-time compilation
+                # (cached on disk after the first run) is billed to no fold.
                 estimator = model.steps[-1][0]
-                clone(model).set_params(**{f"{estimator}__max_iter": 1}).fit(X, y)
+                clone(model).set_params(**{f"{estimator}__max_iter": 2}).fit(X, y)
             scores = cross_validate(model, X, y, cv=splitter, scoring=scoring)
-        results.append(
-            {
-                "model": name,
-                "score": float(np.mean(scores["test_score"])),
-                "score_std": float(np.std(scores["test_score"])),
-                "fit_time": float(np.mean(scores["fit_time"])),
-            }
-        )
+        row = {
+            "model": name,
+            "score": float(np.mean(scores["test_score"])),
+            "score_std": float(np.std(scores["test_score"])),
+            "fit_time": float(np.mean(scores["fit_time"])),
+            "total_time": float(np.sum(scores["fit_time"] + scores["score_time"])),
+        }
+        results.append(row)
+        if progress is not None:
+            progress(row)
     return results
 
 
@@ -195,6 +200,27 @@ def format_table(dataset, rows, scoring):
     return "\n".join(lines)
 
 
+def _folds(text):
+    """argparse type of --cv: an int of at least 2."""
+    try:
+        folds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an int, got {text!r}") from None
+    if folds < 2:
+        raise argparse.ArgumentTypeError(
+            f"cross-validation needs at least 2 folds, got {folds}")
+    return folds
+
+
+NOTE = (
+    "KernelRidgeClassifier: scikit-learn has no kernel ridge classifier, so the\n"
+    "classification tables use a one-vs-rest least-squares one on KernelRidge\n"
+    "(sklearn_adamntk.__main__.KernelRidgeClassifier), RidgeClassifier's kernel\n"
+    "analogue. Times: mean seconds per fold; Numba's one-time compilation is\n"
+    "left out (each NTK model is fitted once before its folds)."
+)
+
+
 def main(argv=None):
     """Entry point of ``python -m sklearn_adamntk`` and of ``adamntk``."""
     parser = argparse.ArgumentParser(
@@ -208,7 +234,8 @@ def main(argv=None):
         default="all",
         help="dataset to run (default: all)",
     )
-    parser.add_argument("--cv", type=int, default=5, help="number of folds (default 5)")
+    parser.add_argument("--cv", type=_folds, default=5,
+                        help="number of folds, at least 2 (default 5)")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -220,16 +247,23 @@ def main(argv=None):
     cv, max_iter, n_samples = args.cv, None, None
     if args.quick:
         cv, n_samples = 3, 300
+    print(NOTE + "\n", flush=True)
     for name in names:
-        start = time.perf_counter()
-        rows = compare(name, cv=cv, max_iter=max_iter, n_samples=n_samples)
         scoring = "R^2" if DATASETS[name][1] == "regression" else "accuracy"
+        print(f"{name}: {cv}-fold CV of {len(make_models(DATASETS[name][1]))} models",
+              flush=True)
+
+        def progress(row):
+            print(f"  {row['model']}: {scoring} {row['score']:.4f} "
+                  f"({row['fit_time']:.3f} s a fit)", flush=True)
+
+        rows = compare(name, cv=cv, max_iter=max_iter, n_samples=n_samples,
+                       progress=progress)
+        total = sum(row["total_time"] for row in rows)
+        print()
         print(format_table(name, rows, scoring))
-        print(
-            f"\n({cv}-fold CV, {time.perf_counter() - start:.1f} s in all; fit times "
-            "exclude Numba's one-time compilation)\n"
-        )
-        sys.stdout.flush()
+        print(f"\n({cv}-fold CV, {total:.1f} s of fitting and scoring in all, "
+              "compilation left out)\n", flush=True)
     return 0
 
 

@@ -181,25 +181,14 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 "network; set an int width, or use solver='dual' or 'eigen'."
             )
         if self.solver == "eigen":
-            self._check_eigen_params(n_train, online)
-        if online and self.early_stopping is True:
-            raise ValueError(
-                f"{name}: partial_fit does not support early_stopping=True "
-                "(there is no held-out set in online training)."
-            )
+            self._check_eigen_params(n_train)
 
-    def _check_eigen_params(self, n_train, online):
+    def _check_eigen_params(self, n_train):
         name = type(self).__name__
         if not self._squared_loss:
             raise ValueError(
                 f"{name}: solver='eigen' needs the squared loss "
                 "(AdamStarNTKRegressor); use solver='dual' or 'auto'."
-            )
-        if online:
-            raise ValueError(
-                f"{name}: solver='eigen' needs the whole training set in "
-                "every step, so it cannot train online; use "
-                "solver='dual' or 'auto' with partial_fit."
             )
         if self.batch_size is not None and n_train is not None and (
             self.batch_size < n_train
@@ -405,6 +394,12 @@ def _partial_fit_available(estimator):
         raise AttributeError(
             "partial_fit is not available with kernel='precomputed': the new "
             "rows would need the kernel against every past row."
+        )
+    # The eigen solver needs every training row in every step.
+    if estimator.solver == "eigen":
+        raise AttributeError(
+            "partial_fit is not available with solver='eigen', which trains on "
+            "the whole training set at every step; use solver='dual' or 'auto'."
         )
     return True
 

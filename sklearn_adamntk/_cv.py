@@ -280,11 +280,12 @@ _SEARCH_ATTRIBUTES_DOC = """
 """
 
 
-def _cv_doc(summary, extra_parameters=""):
+def _cv_doc(summary, examples, extra_parameters=""):
     parameters = _without(_PARAMETERS_DOC, _SEARCHED) + extra_parameters
     attributes = _without(_ATTRIBUTES_DOC, ("n_iter_", "learning_rate_"))
     return (summary + "\n\n    Parameters\n    ----------" + _SEARCH_DOC + parameters
-            + "\n    Attributes\n    ----------" + _SEARCH_ATTRIBUTES_DOC + attributes)
+            + "\n    Attributes\n    ----------" + _SEARCH_ATTRIBUTES_DOC + attributes
+            + "\n    Examples\n    --------\n" + examples)
 
 
 def _constraints(plain):
@@ -304,11 +305,8 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
     ``alpha``: each rate of ``learning_rates`` is trained once per fold, the
     held-out fold scored after every epoch, and the (rate, epoch) with the
     best mean score refitted on every row. The default ``cv=None`` does it
-    without folds, by generalised cross-validation of the full-data path.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import make_friedman1
+    without folds, by generalised cross-validation of the full-data path.""",
+        """    >>> from sklearn.datasets import make_friedman1
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sklearn_adamntk import AdamStarNTKRegressorCV
@@ -316,7 +314,8 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
     >>> model = make_pipeline(StandardScaler(), AdamStarNTKRegressorCV()).fit(X, y)
     >>> search = model[-1]
     >>> search.scores_path_.shape[:2], search.n_iter_ > 0
-    ((1, 3), True)""",
+    ((1, 3), True)
+""",
         """
     normalize_y : bool, default=True
         Centre and scale the targets (sample-weighted mean and standard
@@ -353,10 +352,10 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
         n_iter_no_change=10,
         random_state=None,
         verbose=0,
-        normalize_y=DEFAULT_NORMALIZE_Y,
         solver="auto",
         device="cpu",
         n_jobs=None,
+        normalize_y=DEFAULT_NORMALIZE_Y,
     ):
         _set_params(self, locals())
 
@@ -369,18 +368,16 @@ class AdamStarNTKClassifierCV(_CrossValidatedMixin, AdamStarNTKClassifier):
     of epochs chosen as :class:`~sklearn.linear_model.LogisticRegressionCV`
     chooses ``C``: each rate of ``learning_rates`` is trained once per fold
     (stratified, 5 by default), the held-out fold scored after every epoch,
-    and the (rate, epoch) with the best mean score refitted on every row.
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_iris
+    and the (rate, epoch) with the best mean score refitted on every row.""",
+        """    >>> from sklearn.datasets import load_iris
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sklearn_adamntk import AdamStarNTKClassifierCV
     >>> X, y = load_iris(return_X_y=True)
     >>> model = make_pipeline(StandardScaler(), AdamStarNTKClassifierCV(cv=3))
     >>> model.fit(X, y)[-1].scores_path_.shape[:2]
-    (3, 3)"""
+    (3, 3)
+""",
     )
 
     _parameter_constraints = _constraints(AdamStarNTKClassifier)

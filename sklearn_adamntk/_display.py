@@ -379,11 +379,13 @@ class ValidationPathDisplay:
             Fitted; for a pipeline, its last step.
 
         ax : matplotlib Axes, default=None
+            Axes to draw on; ``None`` creates a new figure.
 
         name : str or None, default=None
             Title; ``None`` uses the model's class name.
 
         line_kwargs : dict, default=None
+            Keyword arguments for ``ax.plot`` of every mean line.
 
         Returns
         -------

@@ -59,7 +59,7 @@ class EpochPlan:
     max_iter : int
         Epochs at most.
     n_rows : int
-        Training rows the batches index, from ``offset`` on.
+        Training rows the batches draw from.
     batch_size : int
     full_batch : bool
     shuffle : bool
@@ -69,8 +69,10 @@ class EpochPlan:
         The stopping rule's threshold and patience.
     online : bool
         One epoch of ``partial_fit``: no stopping rule, no warning.
-    offset : int, default=0
-        Index of the first trainable row (online training appends rows).
+    rows : ndarray of int or None, default=None
+        The trainer's rows the batches draw from (online training: the rows
+        of this call's samples in the support set); ``None``: the first
+        ``n_rows``.
     stopping : {"loss", "validation", "gcv", "fixed"}, default="loss"
     window : float, default=0.0
         Patience as a fraction of the epochs run so far, when longer than
@@ -92,7 +94,7 @@ class EpochPlan:
     tol: float
     n_iter_no_change: int
     online: bool
-    offset: int = 0
+    rows: np.ndarray = None
     stopping: str = "loss"
     window: float = 0.0
     schedule: str = "constant"
@@ -100,16 +102,15 @@ class EpochPlan:
 
     def batches(self):
         """Index arrays of this epoch's mini-batches, in the order they run."""
+        rows = np.arange(self.n_rows) if self.rows is None else self.rows
         if self.full_batch:
             # The order inside one full batch does not change the step, so no
             # random numbers are drawn for it.
-            return [np.arange(self.offset, self.offset + self.n_rows)]
-        if self.shuffle:
-            order = self.rng.permutation(self.n_rows)
-        else:
-            order = np.arange(self.n_rows)
-        batches = gen_batches(self.n_rows, self.batch_size)
-        return [order[rows] + self.offset for rows in batches]
+            return [rows]
+        order = self.rng.permutation(self.n_rows) if self.shuffle else np.arange(
+            self.n_rows)
+        return [rows[order[batch]] for batch in gen_batches(self.n_rows,
+                                                             self.batch_size)]
 
 
 @dataclass

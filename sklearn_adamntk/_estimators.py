@@ -113,10 +113,10 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         warm_start=False,
         random_state=None,
         verbose=0,
-        normalize_y=DEFAULT_NORMALIZE_Y,
         solver="auto",
         device="cpu",
         n_jobs=None,
+        normalize_y=DEFAULT_NORMALIZE_Y,
     ):
         super().__init__(
             kernel=kernel,
@@ -271,7 +271,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         return self._to_prediction(F, model.targets)
 
     def staged_predict(self, X):
-        """Predictions after each epoch of the last call to ``fit`` or ``partial_fit``.
+        """Yield the predictions after each epoch of the last ``fit`` or ``partial_fit``.
 
         The model keeps no epoch's coefficients but its own: the training is
         run again from its record (same data, step sizes, batches and start),
@@ -455,7 +455,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         return self._fit(X, y, sample_weight, online=True, classes=classes)
 
     def decision_function(self, X):
-        """Logits of the trained network.
+        """Return the logits of the trained network.
 
         Parameters
         ----------
@@ -502,10 +502,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
             Probabilities, columns in the order of ``classes_``.
         """
         _, F = self._raw_predict(X)
-        if F.shape[1] == 1:
-            p = expit(F)
-            return np.hstack([1 - p, p])
-        return softmax(F, axis=1)
+        return _probabilities(F)
 
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities, computed without underflow.
@@ -525,8 +522,48 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
             return np.hstack([-np.logaddexp(0, F), -np.logaddexp(0, -F)])
         return log_softmax(F, axis=1)
 
+    def staged_decision_function(self, X):
+        """Yield the logits after each epoch of the last ``fit`` or ``partial_fit``.
+
+        The training is run again from the model's record, at about the cost
+        of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows (a kernel with ``kernel="precomputed"``).
+
+        Yields
+        ------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            As :meth:`decision_function`, after epoch 1, 2, ..., ``n_iter_``.
+        """
+        _, stages = self._raw_predict(X, staged=True)
+        for F in stages:
+            yield F.ravel() if F.shape[1] == 1 else F
+
+    def staged_predict_proba(self, X):
+        """Yield class probabilities after each epoch of the last ``fit``/``partial_fit``.
+
+        The training is run again from the model's record, at about the cost
+        of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows (a kernel with ``kernel="precomputed"``).
+
+        Yields
+        ------
+        proba : ndarray of shape (n_samples, n_classes)
+            As :meth:`predict_proba`, after epoch 1, 2, ..., ``n_iter_``.
+        """
+        _, stages = self._raw_predict(X, staged=True)
+        for F in stages:
+            yield _probabilities(F)
+
     def staged_predict(self, X):
-        """Predicted labels after each epoch of the last ``fit`` or ``partial_fit``.
+        """Yield the labels predicted after each epoch of the last ``fit``/``partial_fit``.
 
         The training is run again from the model's record, at about the cost
         of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).
@@ -551,3 +588,11 @@ def _predicted_codes(F):
     if F.shape[1] == 1:
         return (F[:, 0] > 0).astype(np.intp)
     return np.argmax(F, axis=1)
+
+
+def _probabilities(F):
+    """Sigmoid of one logit (two classes), softmax of several."""
+    if F.shape[1] == 1:
+        p = expit(F)
+        return np.hstack([1 - p, p])
+    return softmax(F, axis=1)

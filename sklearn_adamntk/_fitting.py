@@ -310,7 +310,7 @@ def _fit(problem, previous):
     base = FittedModel(spec=problem.spec, form=form, solver=form,
                        device=problem.device, coef=None, X_fit=setup.X_fit,
                        network=network, targets=targets.attributes)
-    plan = _epoch_plan(problem, targets, train_rows, setup.offset, shuffle_rng)
+    plan = _epoch_plan(problem, targets, train_rows, setup.rows, shuffle_rng)
     try:
         history = run_epochs(
             setup.trainer,
@@ -362,6 +362,14 @@ def _plan_solver(problem, previous, rng):
     elif schedule.early_stopping == "auto":
         # GCV needs the whole spectrum: no Krylov restriction.
         problem = dataclasses.replace(problem, stopping="gcv")
+    elif schedule.early_stopping and not _enough_to_hold_out(problem, minimum=2):
+        warnings.warn(
+            f"{problem.name}: early_stopping=True holds out too few rows here "
+            f"({n_rows} rows, validation_fraction="
+            f"{schedule.validation_fraction}, at least 2 per class needed); "
+            "stopping on the training loss instead."
+        )
+        problem = dataclasses.replace(problem, stopping="loss")
     else:
         rule = "validation" if schedule.early_stopping else "loss"
         problem = dataclasses.replace(problem, stopping=rule)
@@ -392,11 +400,15 @@ def _plan_solver(problem, previous, rng):
     return problem, solver, split, cache_key
 
 
-def _enough_to_hold_out(problem):
-    """Whether ``validation_fraction`` of the rows is enough to score (``"auto"``)."""
+def _enough_to_hold_out(problem, minimum=AUTO_MIN_VALIDATION_ROWS):
+    """Whether ``validation_fraction`` of the rows is enough to score.
+
+    At least ``minimum`` held-out rows, two training rows, and (classifier)
+    two rows of every class, so that a stratified split can be made.
+    """
     n_rows = problem.X.shape[0]
     n_held_out = int(np.ceil(problem.schedule.validation_fraction * n_rows))
-    if n_held_out < AUTO_MIN_VALIDATION_ROWS or n_rows - n_held_out < 2:
+    if n_held_out < minimum or n_rows - n_held_out < 2:
         return False
     labels = problem.targets.stratify
     if labels is None:
@@ -415,7 +427,7 @@ def _batch_size(schedule, n_train):
                                                            n_train)
 
 
-def _epoch_plan(problem, targets, train_rows, offset, shuffle_rng):
+def _epoch_plan(problem, targets, train_rows, rows, shuffle_rng):
     schedule = problem.schedule
     n_train = problem.X.shape[0] if train_rows is None else train_rows.size
     batch_size = _batch_size(schedule, n_train)
@@ -429,7 +441,7 @@ def _epoch_plan(problem, targets, train_rows, offset, shuffle_rng):
         tol=schedule.tol,
         n_iter_no_change=schedule.n_iter_no_change,
         online=problem.online,
-        offset=offset,
+        rows=rows,
         stopping=problem.stopping,
         window=(AUTO_WINDOW if schedule.early_stopping == "auto"
                 or problem.split is not None else 0.0),
@@ -569,7 +581,7 @@ def staged_outputs(model, X, *, device="cpu", n_jobs=None, working_memory=1024):
                 stages.append(operator @ current().coef)
                 return False
 
-        plan = _epoch_plan(problem, problem.targets, record.split[0], setup.offset,
+        plan = _epoch_plan(problem, problem.targets, record.split[0], setup.rows,
                            copy.deepcopy(record.shuffle_rng))
         run_epochs(setup.trainer, plan,
                    expand=_expander(model.form, record.split[0], setup.n_support),

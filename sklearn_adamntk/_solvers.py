@@ -127,15 +127,16 @@ class TrainerSetup:
         precomputed kernel).
     n_support : int or None
         Rows of the fitted dual coefficients (held-out rows included).
-    offset : int
-        Index of the first row the batches draw from (online training).
+    rows : ndarray of int or None
+        The trainer's rows the batches draw from (online training: this
+        call's samples in the support set); ``None``: every row.
     """
 
     trainer: object
     validation_operator: np.ndarray = None
     X_fit: np.ndarray = None
     n_support: int = None
-    offset: int = 0
+    rows: np.ndarray = None
 
 
 def feature_columns(problem):
@@ -306,7 +307,7 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
                                        network=network, n_jobs=problem.n_jobs,
                                        device=problem.device)
     X_fit = None if problem.spec.precomputed else X
-    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0], 0)
+    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0])
 
 
 def _features(problem, X, network):
@@ -381,35 +382,59 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
 
 
 def _online_dual_setup(problem, previous, Y_new, loss, network):
-    """One online epoch in which the new rows join the support set.
+    """One online epoch over this call's samples, in the support set.
 
-    The new rows are the last ones of ``X_fit`` and the batches index them
-    from ``offset``.  Only the kernel between the new rows and the whole
-    support set is computed: the old rows never form a batch, so the trainer
-    never reads the kernel among them (that block is left zero).
+    A sample whose row is already in the support set (the usual loop of
+    ``partial_fit`` over the same data) trains that row's coefficients: the
+    model is the same as with the row appended again (its kernel row is the
+    same), and the support set stays as large as the data.  The other rows
+    are appended.  Only the kernel between this call's rows and the support
+    set is computed: the other rows never form a batch, so the trainer never
+    reads the kernel among them (those rows of K are left zero).
     """
-    X_new, sw_new = problem.X, problem.sample_weight
-    X_old = previous.X_fit
-    n_old, n_new = X_old.shape[0], X_new.shape[0]
-    X_fit = np.concatenate([X_old, X_new.astype(X_old.dtype, copy=False)])
-    K_new = gram(problem.spec, X_new, X_fit, network=network, n_jobs=problem.n_jobs,
-                 device=problem.device)
-    dtype = K_new.dtype
-    # Mini-batch steps read only the batch rows of K (never its old-old
-    # block), so only those rows are written: the untouched zero pages of the
-    # rest are never materialised.
-    K = np.zeros((n_old + n_new, n_old + n_new), dtype=dtype)
-    K[n_old:] = K_new
-    Y = np.zeros((n_old + n_new, Y_new.shape[1]), dtype=dtype)
-    Y[n_old:] = Y_new
-    sample_weight = np.zeros(n_old + n_new, dtype=dtype)
-    sample_weight[n_old:] = sw_new
+    X_new = problem.X.astype(previous.X_fit.dtype, copy=False)
+    rows, appended = _support_rows(previous.X_fit, X_new)
+    X_fit = np.concatenate([previous.X_fit, X_new[appended]])
+    n_fit, n_appended = X_fit.shape[0], appended.size
+    K_rows = gram(problem.spec, X_new, X_fit, network=network, n_jobs=problem.n_jobs,
+                  device=problem.device)
+    dtype = K_rows.dtype
+    # Mini-batch steps read only the batch rows of K, so only those rows are
+    # written: the untouched zero pages of the rest are never materialised.
+    K = np.zeros((n_fit, n_fit), dtype=dtype)
+    K[rows] = K_rows
+    Y = np.zeros((n_fit, Y_new.shape[1]), dtype=dtype)
+    Y[rows] = Y_new
+    sample_weight = np.zeros(n_fit, dtype=dtype)
+    sample_weight[rows] = problem.sample_weight
     coef = np.concatenate([previous.coef.astype(dtype, copy=False),
-                           np.zeros((n_new, Y.shape[1]), dtype=dtype)])
-    state = previous.state.with_new_rows(n_new)
+                           np.zeros((n_appended, Y.shape[1]), dtype=dtype)])
+    state = previous.state.with_new_rows(n_appended)
     trainer = _dual_trainer(problem, K, Y, problem.settings, loss,
                             sample_weight=sample_weight, coef=coef, state=state)
-    return TrainerSetup(trainer, None, X_fit, X_fit.shape[0], n_old)
+    return TrainerSetup(trainer, None, X_fit, n_fit, rows)
+
+
+def _support_rows(X_old, X_new):
+    """Where each new sample sits in the support set: an equal old row, or appended.
+
+    Returns ``(rows, appended)``: the support row of each sample, and the
+    samples to append.  Equal samples within ``X_new`` take distinct old rows
+    while there are, so that every sample of a batch has a row of its own.
+    """
+    free = {}
+    for index, row in enumerate(X_old):
+        free.setdefault(row.tobytes(), []).append(index)
+    rows = np.empty(X_new.shape[0], dtype=np.intp)
+    appended = []
+    for index, row in enumerate(X_new):
+        matches = free.get(row.tobytes())
+        if matches:
+            rows[index] = matches.pop(0)
+        else:
+            rows[index] = X_old.shape[0] + len(appended)
+            appended.append(index)
+    return rows, np.asarray(appended, dtype=np.intp)
 
 
 def same_training_rows(previous, X, train_rows, precomputed):

@@ -805,8 +805,13 @@ def test_invalid_combinations_specific_to_estimators(data):
     X, y, _, _ = data
     with pytest.raises(ValueError, match="squared loss"):
         AdamStarNTKClassifier(solver="eigen").fit(X, y > 0)
-    with pytest.raises(ValueError, match="early_stopping"):
-        AdamStarNTKRegressor(early_stopping=True).partial_fit(X, y)
+    # As MLP's: one online epoch has nothing to stop, so partial_fit trains
+    # it whatever early_stopping is; the eigen solver cannot train online.
+    online = AdamStarNTKRegressor(early_stopping=True).partial_fit(X, y)
+    assert online.n_iter_ == 1 and online.validation_scores_ is None
+    assert not hasattr(AdamStarNTKRegressor(solver="eigen"), "partial_fit")
+    with pytest.warns(UserWarning, match="too few rows"):
+        AdamStarNTKClassifier(early_stopping=True, max_iter=5).fit(X[:8], y[:8] > 0)
 
 
 @pytest.mark.parametrize(
@@ -850,3 +855,34 @@ def test_docstrings_document_every_parameter(Estimator):
     assert sorted(set(Estimator().get_params()) - set(documented)) == []
     for method in ["fit", "partial_fit", "predict", "staged_predict"]:
         assert "Parameters" in getattr(Estimator, method).__doc__
+
+
+def test_an_online_loop_over_the_same_rows_keeps_the_support_set(data):
+    # The usual loop: every call passes the same rows. Each call trains their
+    # coefficients instead of appending them again, which is the same model:
+    # the loop is ordinary training, one epoch per call.
+    X, y, X_test, _ = data
+    common = dict(learning_rate_init=0.05, batch_size=8, shuffle=False, **KERNEL)
+    online = AdamStarNTKRegressor(**common)
+    for _ in range(12):
+        online.partial_fit(X, y)
+    assert online.X_fit_.shape == X.shape and online.t_ == 12 * 4
+    straight = AdamStarNTKRegressor(max_iter=12, **QUIET, **common).fit(X, y)
+    assert _relative(online.predict(X_test), straight.predict(X_test)) < 1e-10
+    # New rows still join: the support set grows by the rows not seen.
+    online.partial_fit(np.vstack([X[:5], X_test[:3]]), np.r_[y[:5], y[:3]])
+    assert online.X_fit_.shape[0] == X.shape[0] + 3
+
+
+def test_staged_probabilities_and_logits(data):
+    X, y, X_test, _ = data
+    for n_classes in (2, 3):
+        labels = _labels(y, n_classes)
+        clf = AdamStarNTKClassifier(max_iter=5, **QUIET, **KERNEL).fit(X, labels)
+        probabilities = list(clf.staged_predict_proba(X_test))
+        logits = list(clf.staged_decision_function(X_test))
+        assert len(probabilities) == len(logits) == clf.n_iter_ == 5
+        np.testing.assert_allclose(probabilities[-1], clf.predict_proba(X_test),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(logits[-1], clf.decision_function(X_test),
+                                   rtol=1e-12)

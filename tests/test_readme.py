@@ -22,5 +22,6 @@ def test_readme_examples_run():
     # The blocks build on each other (the second reuses X and y), as a reader would.
     for block in _python_blocks():
         exec(compile(block, str(README), "exec"), namespace)
-    assert namespace["search"].best_score_ > 0.3
+    assert namespace["scores"].mean() > 0.3
+    assert namespace["search"][-1].n_iter_ > 0
     assert namespace["K"].shape == (len(namespace["X"]),) * 2
