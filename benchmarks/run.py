@@ -15,6 +15,7 @@ Sections (DESIGN 7: every time is a ratio to another time of the same run):
   ``SVR`` on the same kernel, with held-out R^2 and peak memory, and whether
   ``solver="auto"`` chose the faster solver;
 - ``grid``: ``GridSearchCV`` over ADAM* settings against KernelRidge's;
+- ``cv``: ``AdamStarNTKRegressorCV`` against KernelRidge's alpha grid;
 - ``memory``: peak memory of fit and predict against the Gram matrix (or
   feature matrix) size, up to N = 40000 in float32 and N = 200000 primal.
 
@@ -26,6 +27,7 @@ import argparse
 import sys
 import time
 
+import bench_cv
 import bench_fit
 import bench_grid
 import bench_kernels
@@ -34,7 +36,7 @@ import bench_training
 from _common import machine_summary, markdown_table
 from _neural_tangents import import_error
 
-SECTIONS = ("kernel", "training", "fit", "grid", "memory")
+SECTIONS = ("kernel", "training", "fit", "grid", "cv", "memory")
 
 
 def _kernel(quick, log):
@@ -71,6 +73,13 @@ def _grid(quick, log):
              f"{n_train // 4} held out", bench_grid.HEADERS, rows)]
 
 
+def _cv(quick, log):
+    n_train = bench_cv.QUICK_N_TRAIN if quick else bench_cv.N_TRAIN
+    rows, _ = bench_cv.run(n_train, log=log)
+    return [(f"Learning rate and epochs cross-validated: N = {n_train} training rows, "
+             f"{n_train // 4} held out", bench_cv.HEADERS, rows)]
+
+
 def _memory(quick, log):
     rows, _ = bench_memory.run(bench_memory.cases(quick), log=log)
     return [("Peak memory added by fit and predict (resident set, fresh process "
@@ -78,7 +87,7 @@ def _memory(quick, log):
 
 
 RUNNERS = {"kernel": _kernel, "training": _training, "fit": _fit,
-           "grid": _grid, "memory": _memory}
+           "grid": _grid, "cv": _cv, "memory": _memory}
 
 
 def _sections(text):

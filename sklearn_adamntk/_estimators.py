@@ -118,36 +118,11 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         n_jobs=None,
         normalize_y=DEFAULT_NORMALIZE_Y,
     ):
-        super().__init__(
-            kernel=kernel,
-            activation=activation,
-            depth=depth,
-            weight_variance=weight_variance,
-            bias_variance=bias_variance,
-            width=width,
-            optimizer=optimizer,
-            learning_rate_init=learning_rate_init,
-            learning_rate=learning_rate,
-            power_t=power_t,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            shuffle=shuffle,
-            tol=tol,
-            n_iter_no_change=n_iter_no_change,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            warm_start=warm_start,
-            random_state=random_state,
-            verbose=verbose,
-            solver=solver,
-            device=device,
-            n_jobs=n_jobs,
-        )
+        # Every parameter but normalize_y is the base estimator's.
+        arguments = dict(locals())
+        for name in ("self", "__class__", "normalize_y"):
+            arguments.pop(name, None)
+        super().__init__(**arguments)
         self.normalize_y = normalize_y
 
     def _validate_Xy_fit(self, X, y, *, reset):
