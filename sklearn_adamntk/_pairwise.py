@@ -13,7 +13,13 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from . import _backend, _cuda
-from ._kernels import arccos_matrix, kernel_diag, kernel_matrix
+from ._kernels import (
+    HYPERPARAMETERS,
+    arccos_matrix,
+    kernel_diag,
+    kernel_matrix,
+    kernel_matrix_with_gradient,
+)
 
 _ARRAYS = {
     # Sparse input is let through parameter validation so that check_array
@@ -56,12 +62,19 @@ def _check_arrays(X, Y):
     return X, Y
 
 
-def _gram_setup(X, Y, working_memory):
-    """Check the output fits in memory; rows per block for the core."""
+def _gram_setup(X, Y, working_memory, n_gradients=None):
+    """Check the output fits in memory; rows per block for the core.
+
+    With ``n_gradients``, the output is the matrix and that many derivatives.
+    """
     n_y = X.shape[0] if Y is None else Y.shape[0]
+    what = f"the {X.shape[0]} x {n_y} kernel matrix"
+    n_matrices = 1
+    if n_gradients is not None:
+        what += f" and its gradient ({n_gradients} more matrices)"
+        n_matrices += n_gradients
     _backend.check_allocation(
-        X.shape[0] * n_y * X.dtype.itemsize,
-        f"the {X.shape[0]} x {n_y} kernel matrix",
+        n_matrices * X.shape[0] * n_y * X.dtype.itemsize, what,
         "pass fewer samples, or float32 input to halve it",
     )
     if working_memory is None:
@@ -257,3 +270,25 @@ def arccos_kernel(X, Y=None, *, degree=1, working_memory=None, n_jobs=None):
     with _backend.numba_threads(n_jobs):
         return arccos_matrix(X, Y, degree=int(degree), block_rows=block_rows)
 
+
+def _network_kernel_with_gradient(X, *, kernel, activation, depth, weight_variance,
+                                  bias_variance, wrt=HYPERPARAMETERS,
+                                  working_memory=None, n_jobs=None):
+    """``K(X, X)`` and its log-derivatives with respect to the variances in ``wrt``.
+
+    For :class:`~sklearn_adamntk.NetworkKernel`, which validates the
+    parameters itself; see
+    :func:`sklearn_adamntk._kernels.kernel_matrix_with_gradient`.
+
+    Returns
+    -------
+    K : ndarray of shape (n_samples, n_samples)
+    K_gradient : ndarray of shape (n_samples, n_samples, len(wrt))
+    """
+    X, _ = _check_arrays(X, None)
+    block_rows = _gram_setup(X, None, working_memory, n_gradients=len(wrt))
+    with _backend.numba_threads(n_jobs):
+        return kernel_matrix_with_gradient(
+            X, kernel=kernel, activation=activation, depth=depth,
+            weight_variance=weight_variance, bias_variance=bias_variance, wrt=wrt,
+            block_rows=block_rows)
