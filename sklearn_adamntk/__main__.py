@@ -114,7 +114,8 @@ def make_models(task, *, max_iter=None):
         ntk.set_params(max_iter=max_iter)
     # The baselines get exactly the kernel our model trains on.
     network_kernel = NetworkKernel(
-        **{name: getattr(ntk, name) for name in NetworkKernel().get_params()}
+        **{name: getattr(ntk, name) for name in (
+            "kernel", "activation", "depth", "weight_variance", "bias_variance")}
     )
     # Same epochs, batches and stopping rule: the only difference is the update.
     sgd = clone(ntk).set_params(optimizer="sgd", learning_rate_init=SGD_LEARNING_RATE)
