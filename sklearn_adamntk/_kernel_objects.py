@@ -273,16 +273,20 @@ class RandomNetworkFeatures(
     Parameters
     ----------
     width : int, default=100
-        Units per hidden layer. The transform has ``width + 1`` columns.
+        Units per hidden layer. The transform has ``width + 1`` columns (the
+        last one the readout's bias unit), or ``width`` when
+        ``bias_variance=0``.
     depth : int, default=1
         Number of hidden layers.
     activation : {"relu", "erf"}, default="relu"
         Activation of the hidden layers.
     weight_variance : float, default=2.0
         Variance ``sw2`` of the weights, NTK parameterisation.
-    bias_variance : float, default=0.0
-        Variance ``sb2`` of the biases. The last column (the readout's bias
-        unit) is the constant ``sqrt(sb2)``.
+    bias_variance : float, default=1.0
+        Variance ``sb2`` of the biases (the estimators' default). The last
+        column, the readout's bias unit, is the constant ``sqrt(sb2)``; a
+        network without biases (``sb2 = 0``) has no such unit, and the
+        column, which would be all zeros, is left out.
     random_state : int, RandomState instance or None, default=None
         Draws the network. Pass an int for the same network on every fit.
 
@@ -324,7 +328,7 @@ class RandomNetworkFeatures(
         depth=1,
         activation="relu",
         weight_variance=2.0,
-        bias_variance=0.0,
+        bias_variance=1.0,
         random_state=None,
     ):
         self.width = width
@@ -357,8 +361,12 @@ class RandomNetworkFeatures(
             depth=self.depth,
             random_state=check_random_state(self.random_state),
         )
-        self._n_features_out = self.width + 1
         return self
+
+    @property
+    def _n_features_out(self):
+        """Columns of the transform: one per hidden unit, and the bias unit."""
+        return self.network_.width + (self.bias_variance != 0)
 
     def transform(self, X):
         """Map X to the network's readout inputs.
@@ -369,12 +377,13 @@ class RandomNetworkFeatures(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, width + 1)
-            float32 for float32 input, else float64.
+        X_new : ndarray of shape (n_samples, width + 1) or (n_samples, width)
+            float32 for float32 input, else float64. Without biases
+            (``bias_variance=0``) the bias unit's column is left out.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return network_features(
+        features = network_features(
             self.network_,
             X,
             kernel="nngp",
@@ -382,6 +391,9 @@ class RandomNetworkFeatures(
             weight_variance=self.weight_variance,
             bias_variance=self.bias_variance,
         )
+        if self.bias_variance == 0:
+            features = np.ascontiguousarray(features[:, :-1])
+        return features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -24,6 +24,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_adamntk import AdamStarNTKRegressor
 from sklearn_adamntk._kernel_objects import NetworkKernel, RandomNetworkFeatures
+from sklearn_adamntk._random_network import network_features
 
 # scikit-learn's own kernel tests, shipped with it; their functions take a
 # kernel, and are run below on NetworkKernel instances.
@@ -406,11 +407,25 @@ def test_random_features_names_and_shape(small):
 
 
 def test_random_features_bias_column(small):
+    """The readout's bias unit is a real constant, never an all-zero column (15.3)."""
     X, _ = small
+    # The default is the estimators' bias_variance=1: a column of ones.
+    Phi = RandomNetworkFeatures(width=8, random_state=0).fit_transform(X)
+    assert Phi.shape == (6, 9)
+    np.testing.assert_array_equal(Phi[:, -1], 1.0)
     Phi = RandomNetworkFeatures(
         width=5, bias_variance=0.25, random_state=0
     ).fit_transform(X)
     np.testing.assert_array_equal(Phi[:, -1], 0.5)
+    # Without biases there is no bias unit: width columns, the hidden units'.
+    transformer = RandomNetworkFeatures(width=8, bias_variance=0.0, random_state=0)
+    Phi = transformer.fit_transform(X)
+    assert Phi.shape == (6, 8) and Phi.flags.c_contiguous
+    assert len(transformer.get_feature_names_out()) == 8
+    every_column = network_features(transformer.network_, X, kernel="nngp",
+                                    bias_variance=0.0)
+    assert np.all(every_column[:, -1] == 0)
+    np.testing.assert_array_equal(Phi, every_column[:, :-1])
 
 
 def test_random_features_converge_to_nngp(small):
