@@ -20,6 +20,7 @@ import _neural_tangents  # noqa: E402
 import _worker  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_grid  # noqa: E402
+import bench_kernel_gradient  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_training  # noqa: E402
@@ -73,6 +74,17 @@ def test_kernel_section_rows():
         assert all(value >= 0 for value in _numbers(row, [4, 5, 6]))
         assert all(value > 0 for value in _numbers(row, [7, 8]))
         assert row[9] is None and row[10] is None
+
+
+def test_gradient_section_rows():
+    rows = bench_kernel_gradient.run(sizes=(64,), kernels=("ntk",), depths=(1, 3),
+                                     dtypes=(np.float32,), repeats=1, pause=0)
+    assert len(rows) == 4
+    for row in rows:
+        assert len(row) == len(bench_kernel_gradient.HEADERS)
+        assert all(value >= 0 for value in _numbers(row, [5, 6, 7]))
+        assert all(value > 0 for value in _numbers(row, [8, 9]))
+        assert row[-1] in ("yes", "NO")
 
 
 def test_neural_tangents_kernel_is_ours():
