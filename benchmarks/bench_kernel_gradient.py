@@ -1,5 +1,6 @@
-"""Gram matrix with its gradient: ``NetworkKernel()(X, eval_gradient=True)`` against ``NetworkKernel()(X)``.
+"""Gram matrix with its gradient against the Gram matrix alone (NetworkKernel).
 
+``NetworkKernel()(X, eval_gradient=True)`` against ``NetworkKernel()(X)``.
 Issue 16's target: the Gram matrix together with its gradient with respect to
 both variances (what ``GaussianProcessRegressor`` asks for at every step of
 its optimizer) within 2x the time of the Gram matrix alone.  DESIGN 7: both

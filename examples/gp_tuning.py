@@ -135,8 +135,9 @@ def main(argv=None):
     print(f"noise level: {gp.kernel_.k2.noise_level:.3f} (the data's: 1)\n")
     rows = [
         ("GP, variances tuned by LML", gp.score(X_test, y_test)),
-        (f"KernelRidge, default variances, alpha={default_ridge.best_params_['alpha']:.3g}"
-         " (5-fold CV)", default_ridge.score(X_test, y_test)),
+        ("KernelRidge, default variances, "
+         f"alpha={default_ridge.best_params_['alpha']:.3g} (5-fold CV)",
+         default_ridge.score(X_test, y_test)),
         ("KernelRidge, GP's tuned kernel and noise", tuned_ridge.score(X_test, y_test)),
     ]
     print(f"{'model':<62} {'held-out R^2':>12}")

@@ -216,7 +216,8 @@ class NetworkKernel(Kernel):
 
     def __repr__(self):
         params = self.get_params()
-        shown = [f"{name}={params[name]!r}" for name in ("kernel", "activation", "depth")]
+        shown = [f"{name}={params[name]!r}"
+                 for name in ("kernel", "activation", "depth")]
         # Hyper-parameters as scikit-learn's kernels print theirs.
         shown += [f"{name}={_short(params[name])}"
                   for name in ("weight_variance", "bias_variance")]

@@ -19,6 +19,13 @@ transcendental that the closed forms do not need: for ReLU,
 float64 in float64.  Entries are independent of each other, so the result does
 not depend on the number of threads.
 
+:func:`kernel_matrix_with_gradient` runs the same pass with the recursion
+differentiated alongside, entry by entry, with respect to the log of each
+variance (forward mode: the per-row tables gain the derivatives of the
+diagonal recursion, each entry carries the derivatives of ``Sigma^l`` and
+``Theta^l`` through the layers), writing one more symmetric matrix per
+variance.
+
 Rows are accepted down to the smallest subnormal; a row whose squared norm
 overflows (``|x|`` beyond about 1e154 in float64, 1e19 in float32) overflows
 the product itself and is not supported.

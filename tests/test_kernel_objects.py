@@ -28,7 +28,8 @@ from sklearn_adamntk._random_network import network_features
 
 # scikit-learn's own kernel tests, shipped with it; their functions take a
 # kernel, and are run below on NetworkKernel instances.
-sklearn_kernel_tests = pytest.importorskip("sklearn.gaussian_process.tests.test_kernels")
+sklearn_kernel_tests = pytest.importorskip(
+    "sklearn.gaussian_process.tests.test_kernels")
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +261,8 @@ def test_gaussian_process_tunes_the_variances():
 def test_gaussian_process_with_fixed_network(friedman):
     """With both variances fixed only the kernels around it are optimised."""
     X, y = friedman
-    network = NetworkKernel(weight_variance_bounds="fixed", bias_variance_bounds="fixed")
+    network = NetworkKernel(weight_variance_bounds="fixed",
+                            bias_variance_bounds="fixed")
     noise_start = 1.0
     gp = GaussianProcessRegressor(
         kernel=network + WhiteKernel(noise_level=noise_start), random_state=0
