@@ -103,7 +103,7 @@ class NetworkKernel(Kernel):
     >>> from sklearn.gaussian_process import GaussianProcessRegressor
     >>> from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
     >>> kernel = ConstantKernel() * NetworkKernel() + WhiteKernel()
-    >>> gp = GaussianProcessRegressor(kernel, normalize_y=True).fit(X, y)
+    >>> gp = GaussianProcessRegressor(kernel).fit(X, y)
     >>> [h.name for h in gp.kernel_.hyperparameters]  # doctest: +NORMALIZE_WHITESPACE
     ['k1__k1__constant_value', 'k1__k2__bias_variance',
      'k1__k2__weight_variance', 'k2__noise_level']
@@ -367,7 +367,7 @@ class RandomNetworkFeatures(
     @property
     def _n_features_out(self):
         """Columns of the transform: one per hidden unit, and the bias unit."""
-        return self.network_.width + (self.bias_variance != 0)
+        return self.network_.width + int(self.bias_variance != 0)
 
     def transform(self, X):
         """Map X to the network's readout inputs.
