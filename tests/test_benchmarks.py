@@ -84,7 +84,17 @@ def test_gradient_section_rows():
         assert len(row) == len(bench_kernel_gradient.HEADERS)
         assert all(value >= 0 for value in _numbers(row, [5, 6, 7]))
         assert all(value > 0 for value in _numbers(row, [8, 9]))
+        assert float(row[10]) >= 0
         assert row[-1] in ("yes", "NO")
+
+
+def test_gradient_section_times_wall_and_cpu():
+    calls = []
+    wall, cpu = bench_kernel_gradient.median_wall_and_cpu_times(
+        [lambda: calls.append("a"), lambda: sum(range(10**5))], repeats=3)
+    assert calls == ["a"] * 4  # a warm-up call, then the repeats
+    assert len(wall) == len(cpu) == 2 and all(t >= 0 for t in wall + cpu)
+    assert cpu[1] > 0
 
 
 def test_neural_tangents_kernel_is_ours():
