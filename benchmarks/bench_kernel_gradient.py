@@ -15,6 +15,17 @@ its threads, ``time.process_time``), measured on the same calls: on a machine
 shared with other jobs a longer call is also preempted longer, which
 inflates the wall-time ratio, while the CPU-time ratio counts only our work.
 
+Memory temperature.  On the virtual machine of ``RESULTS.md``, memory that a
+process freed a second or more ago costs several milliseconds per 2 MiB page
+to touch again (the host has taken it back), against a fraction of a
+millisecond for memory freed just before; the gradient's two extra N x N
+matrices are the largest allocation of a round and always come from cold
+memory, the Gram matrix's from the product's just freed.  So by default every
+timed call, the floor's included, is preceded by writing and freeing as much
+memory as the gradient call allocates (untimed): every function then starts
+from warm memory, as in a Gaussian process's optimizer, which calls the
+kernel in a loop.  ``--cold`` leaves that out.
+
 Run ``python benchmarks/bench_kernel_gradient.py`` (``--quick`` for small
 sizes); ``python benchmarks/run.py --only gradient`` runs it as a section of
 the suite.
@@ -41,12 +52,13 @@ HEADERS = ["kernel", "activation", "depth", "dtype", "N", "X @ Z.T (ms)", "K (ms
            "same, CPU time", f"within {TARGET:g}x?"]
 
 
-def median_wall_and_cpu_times(functions, repeats=3, pause=0.0):
+def median_wall_and_cpu_times(functions, repeats=3, pause=0.0, before=None):
     """Median wall and CPU time of each callable, repeats interleaved.
 
     As :func:`_common.median_times` (one untimed warm-up call of each, then
     ``repeats`` rounds, a ``pause`` before each call), timing each call both
-    by the clock and by the process's CPU time.  Returns two lists of
+    by the clock and by the process's CPU time; ``before``, if given, is
+    called (untimed) right before each timed call.  Returns two lists of
     seconds, in the order of ``functions``.
     """
     for function in functions:
@@ -57,6 +69,8 @@ def median_wall_and_cpu_times(functions, repeats=3, pause=0.0):
         for function, wall_record, cpu_record in zip(functions, wall, cpu):
             if pause:
                 time.sleep(pause)
+            if before is not None:
+                before()
             start_cpu = time.process_time()
             start = time.perf_counter()
             function()
@@ -66,12 +80,22 @@ def median_wall_and_cpu_times(functions, repeats=3, pause=0.0):
             [statistics.median(record) for record in cpu])
 
 
+def _warm_memory(n_bytes):
+    """Write and free ``n_bytes``, so that the next allocations find warm pages."""
+    def warm():
+        np.ones(n_bytes // 8)
+    return warm
+
+
 def run(sizes=SIZES, kernels=("nngp", "ntk"), activations=("relu", "erf"),
-        depths=(1, 3), dtypes=(np.float64, np.float32), repeats=3, pause=PAUSE_S):
+        depths=(1, 3), dtypes=(np.float64, np.float32), repeats=3, pause=PAUSE_S,
+        warm_memory=True):
     """Time every case; returns the table's rows.
 
     ``weight_variance=2``, ``bias_variance=1`` (NetworkKernel's defaults), both
-    free, on standard normal inputs with ``N_FEATURES`` columns.
+    free, on standard normal inputs with ``N_FEATURES`` columns.  With
+    ``warm_memory``, each timed call starts from warm memory (module
+    docstring).
     """
     rng = np.random.default_rng(0)
     rows = []
@@ -79,6 +103,8 @@ def run(sizes=SIZES, kernels=("nngp", "ntk"), activations=("relu", "erf"),
         for n in sizes:
             X = rng.standard_normal((n, N_FEATURES)).astype(dtype)
             Z = X.copy()
+            # The gradient call's output: the matrix and two derivatives.
+            before = _warm_memory(3 * n * n * X.itemsize) if warm_memory else None
             for kernel in kernels:
                 for activation in activations:
                     for depth in depths:
@@ -87,7 +113,7 @@ def run(sizes=SIZES, kernels=("nngp", "ntk"), activations=("relu", "erf"),
                         wall, cpu = median_wall_and_cpu_times(
                             [lambda: X @ Z.T, lambda: network(X),
                              lambda: network(X, eval_gradient=True)],
-                            repeats=repeats, pause=pause)
+                            repeats=repeats, pause=pause, before=before)
                         gemm, alone, both = wall
                         rows.append([
                             kernel, activation, depth, np.dtype(dtype).name, n,
@@ -103,10 +129,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--repeats", type=int, default=3, help="median of this many")
+    parser.add_argument("--cold", action="store_true",
+                        help="do not warm the memory before each timed call")
     args = parser.parse_args(argv)
     print(machine_summary())
-    print(f"\nd = {N_FEATURES}, median of {args.repeats} interleaved repeats\n")
-    rows = run(QUICK_SIZES if args.quick else SIZES, repeats=args.repeats)
+    memory = "cold" if args.cold else "warm"
+    print(f"\nd = {N_FEATURES}, median of {args.repeats} interleaved repeats, "
+          f"{memory} memory\n")
+    rows = run(QUICK_SIZES if args.quick else SIZES, repeats=args.repeats,
+               warm_memory=not args.cold)
     print(markdown_table(HEADERS, rows))
 
 

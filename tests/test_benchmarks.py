@@ -91,8 +91,10 @@ def test_gradient_section_rows():
 def test_gradient_section_times_wall_and_cpu():
     calls = []
     wall, cpu = bench_kernel_gradient.median_wall_and_cpu_times(
-        [lambda: calls.append("a"), lambda: sum(range(10**5))], repeats=3)
-    assert calls == ["a"] * 4  # a warm-up call, then the repeats
+        [lambda: calls.append("a"), lambda: sum(range(10**5))], repeats=3,
+        before=lambda: calls.append("before"))
+    # A warm-up call, then the repeats, each after the untimed ``before``.
+    assert calls == ["a"] + ["before", "a", "before"] * 3
     assert len(wall) == len(cpu) == 2 and all(t >= 0 for t in wall + cpu)
     assert cpu[1] > 0
 
