@@ -10,6 +10,8 @@ Sections (DESIGN 7: every time is a ratio to another time of the same run):
 
 - ``kernel``: Gram matrix time / ``X @ X.T``, and neural-tangents' jitted
   ``kernel_fn`` / ours (neural-tangents is optional: ``pip install ".[bench]"``);
+- ``gradient``: ``NetworkKernel`` with its gradient (what a Gaussian process
+  asks for) / without;
 - ``training``: one full-batch ADAM* epoch / one ``K @ G``;
 - ``fit``: fit and predict on ``make_friedman1`` against ``KernelRidge`` and
   ``SVR`` on the same kernel, with held-out R^2 and peak memory, and whether
@@ -30,13 +32,14 @@ import time
 import bench_cv
 import bench_fit
 import bench_grid
+import bench_kernel_gradient
 import bench_kernels
 import bench_memory
 import bench_training
 from _common import machine_summary, markdown_table
 from _neural_tangents import import_error
 
-SECTIONS = ("kernel", "training", "fit", "grid", "cv", "memory")
+SECTIONS = ("kernel", "gradient", "training", "fit", "grid", "cv", "memory")
 
 
 def _kernel(quick, log):
@@ -47,6 +50,14 @@ def _kernel(quick, log):
     if missing is not None:
         title += f" (neural-tangents not installed: {missing}; its columns are empty)"
     return [(title, bench_kernels.HEADERS, rows)]
+
+
+def _gradient(quick, log):
+    sizes = bench_kernel_gradient.QUICK_SIZES if quick else bench_kernel_gradient.SIZES
+    rows = bench_kernel_gradient.run(sizes)
+    return [("Gram matrix and its gradient: NetworkKernel, both variances free, "
+             "d = 64, median of 3 interleaved repeats",
+             bench_kernel_gradient.HEADERS, rows)]
 
 
 def _training(quick, log):
@@ -86,8 +97,8 @@ def _memory(quick, log):
              "per row), max_iter=5", bench_memory.HEADERS, rows)]
 
 
-RUNNERS = {"kernel": _kernel, "training": _training, "fit": _fit,
-           "grid": _grid, "cv": _cv, "memory": _memory}
+RUNNERS = {"kernel": _kernel, "gradient": _gradient, "training": _training,
+           "fit": _fit, "grid": _grid, "cv": _cv, "memory": _memory}
 
 
 def _sections(text):

@@ -39,8 +39,20 @@ def _slope_near_minus_half(out):
     assert -0.65 < slope < -0.35, slope
 
 
+def _gp_tuned_and_matched_by_kernel_ridge(out):
+    # The tuned GP rose above its start, and kernel ridge on its tuned kernel
+    # with alpha = noise level is its posterior mean.
+    tuned, start = map(float, re.search(
+        r"log-marginal likelihood: (-?[0-9.]+) \(at the start: (-?[0-9.]+)\)", out
+    ).groups())
+    assert tuned > start, (tuned, start)
+    difference = float(re.search(r"KernelRidge\(tuned\)\|: ([0-9.e+-]+)", out)[1])
+    assert difference < 1e-6, difference
+
+
 # What an example claims, checked on what it printed.
-CLAIMS = {"width_convergence.py": _slope_near_minus_half}
+CLAIMS = {"width_convergence.py": _slope_near_minus_half,
+          "gp_tuning.py": _gp_tuned_and_matched_by_kernel_ridge}
 
 
 def test_there_are_examples():
