@@ -19,7 +19,6 @@ targets are standardised for all models alike (``normalize_y`` for ours, a
 
 import argparse
 import sys
-import time
 import warnings
 
 import numpy as np
