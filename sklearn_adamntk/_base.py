@@ -24,6 +24,7 @@ from sklearn.utils.validation import (
 
 from ._callbacks import HAS_CALLBACKS, CallbackSupportMixin, SklearnCallbacks
 from ._fitting import Schedule, TrainingProblem, fit_model, staged_outputs
+from ._kernel_objects import NetworkKernel
 from ._model import (
     NetworkSpec,
     model_outputs,
@@ -38,6 +39,9 @@ DEFAULT_LEARNING_RATE_INIT = "auto"
 DEFAULT_MAX_ITER = 10000
 DEFAULT_EARLY_STOPPING = "auto"
 DEFAULT_BIAS_VARIANCE = 1.0
+
+# The parameters a NetworkKernel object given as ``kernel`` holds instead.
+_ARCHITECTURE = ("activation", "depth", "weight_variance", "bias_variance")
 DEFAULT_NORMALIZE_Y = True
 
 
@@ -49,7 +53,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "kernel": [StrOptions({"nngp", "ntk", "precomputed"})],
+        "kernel": [StrOptions({"nngp", "ntk", "precomputed"}), NetworkKernel],
         "activation": [StrOptions({"relu", "erf"})],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "weight_variance": [Interval(Real, 0, None, closed="neither")],
@@ -158,6 +162,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         before any work, once the number of training rows is known.
         """
         name = type(self).__name__
+        if isinstance(self.kernel, NetworkKernel):
+            self._check_kernel_object()
         if self.kernel == "precomputed" and self.width is not None:
             raise ValueError(
                 f"{name}: kernel='precomputed' takes the Gram matrix as X, so "
@@ -182,6 +188,19 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             )
         if self.solver == "eigen":
             self._check_eigen_params(n_train)
+
+    def _check_kernel_object(self):
+        """A NetworkKernel says the architecture; the estimator's own must not."""
+        defaults = _BaseAdamStarNTK().get_params()
+        set_here = [name for name in _ARCHITECTURE
+                    if getattr(self, name) != defaults[name]]
+        if set_here:
+            raise ValueError(
+                f"{type(self).__name__}: kernel={self.kernel!r} sets the "
+                f"architecture, but {', '.join(set_here)} was also set on the "
+                f"estimator; set {'them' if len(set_here) > 1 else 'it'} on the "
+                f"kernel instead (kernel__{set_here[0]} in a grid search)."
+            )
 
     def _check_eigen_params(self, n_train):
         name = type(self).__name__
@@ -295,12 +314,10 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         )
 
     def _network_spec(self):
+        owner = self.kernel if isinstance(self.kernel, NetworkKernel) else self
         return NetworkSpec(
-            kernel=self.kernel,
-            activation=self.activation,
-            depth=self.depth,
-            weight_variance=self.weight_variance,
-            bias_variance=self.bias_variance,
+            kernel=owner.kernel,
+            **{name: getattr(owner, name) for name in _ARCHITECTURE},
             width=self.width,
         )
 
@@ -405,13 +422,18 @@ def _partial_fit_available(estimator):
 
 
 _PARAMETERS_DOC = """
-    kernel : {"nngp", "ntk", "precomputed"}, default="nngp"
+    kernel : {"nngp", "ntk", "precomputed"} or NetworkKernel, default="nngp"
         ``"nngp"``: the network's body is frozen at initialisation and only
         the readout trains (the paper's construction; the kernel is
         ``Sigma^{depth+1}``). ``"ntk"``: every layer of the linearised network
         trains (Jacot's neural tangent kernel). ``"precomputed"``: ``X`` is a
         Gram matrix, ``(n_train, n_train)`` at fit and ``(n_test, n_train)``
-        at predict, as in :class:`~sklearn.svm.SVR`.
+        at predict, as in :class:`~sklearn.svm.SVR`. A
+        :class:`NetworkKernel` (one tuned by a Gaussian process, say:
+        ``gp.kernel_.k1.k2`` of ``ConstantKernel() * NetworkKernel() +
+        WhiteKernel()``) gives the kernel, activation, depth and both
+        variances, and the four parameters below must then stay at their
+        defaults; a grid search reaches them as ``kernel__depth`` and so on.
 
     activation : {"relu", "erf"}, default="relu"
         Activation of the hidden layers.
