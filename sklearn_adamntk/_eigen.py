@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from ._inputs import _check_coef, _check_square, _check_state
+from ._jit import CACHE
 from ._losses import _check_sample_weight, _check_targets
 from ._optimizer import (
     _ADAM_STAR,
@@ -22,7 +23,7 @@ from ._optimizer import (
 from ._spectral import EigenDecomposition
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, t,
                 optimizer_code, lr, decay, beta_1, beta_2, epsilon, momentum,
                 weight_sum):
