@@ -275,7 +275,7 @@ def _fit(problem, previous):
     X_key = setup.X_fit if setup.X_fit is not None else problem.X
     return dataclasses.replace(
         base,
-        solver=solver,
+        solver=setup.solver or solver,
         state=state,
         shuffle_rng=shuffle_rng,
         model_key=_model_key(problem, X_key, form),

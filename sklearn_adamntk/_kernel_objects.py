@@ -33,7 +33,7 @@ from ._random_network import draw_network, network_features
 _ARCHITECTURE_CONSTRAINTS = {
     "activation": [StrOptions({"relu", "erf"})],
     "depth": [Interval(Integral, 1, None, closed="left")],
-    "weight_variance": [Interval(Real, 0, None, closed="left")],
+    "weight_variance": [Interval(Real, 0, None, closed="neither")],
     "bias_variance": [Interval(Real, 0, None, closed="left")],
 }
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend
+from ._magnitude import kernel_limit, kernel_scale_error, largest_entry
 from ._pairwise import network_kernel
 from ._random_network import empirical_kernel, network_features
 
@@ -98,6 +99,10 @@ class FittedModel:
         Rows of ``X_fit`` that trained (early stopping holds the others out).
     fit_digest : str or None
         Digest of a precomputed training Gram matrix (``warm_start``).
+    n_features_in, feature_names_in : int, ndarray or None
+        The columns the model was fitted on, which new rows are checked
+        against (set by the estimator: a prediction never mixes the feature
+        count of one fit with the coefficients of another).
     """
 
     spec: NetworkSpec
@@ -119,6 +124,8 @@ class FittedModel:
     model_key: tuple = ()
     train_rows: np.ndarray = None
     fit_digest: str = None
+    n_features_in: int = None
+    feature_names_in: np.ndarray = None
 
     @property
     def t(self):
@@ -129,9 +136,36 @@ class FittedModel:
     def n_outputs(self):
         return self.coef.shape[1]
 
+    @property
+    def optimizer(self):
+        """The optimizer that trained the model (``model_key[1]``), or None."""
+        return self.model_key[1] if len(self.model_key) > 1 else None
+
     def with_coef(self, coef):
         """The same model with other coefficients (an epoch of the path, say)."""
         return dataclasses.replace(self, coef=coef)
+
+
+def scale_error(spec, X, what, advice):
+    """Why the kernel of ``spec`` on rows ``X`` is too large to train or predict on.
+
+    Returns a message, or None when the kernel's diagonal (the largest value
+    of a positive semi-definite kernel; at finite width, the analytic
+    kernel's, which the empirical one approaches) stays within
+    :func:`._magnitude.kernel_limit` for training.  A precomputed kernel is
+    checked entry by entry.
+    """
+    if spec.precomputed:
+        limit = kernel_limit(X.dtype, training=True)
+        largest = largest_entry(X)
+        if largest <= limit:
+            return None
+        return (
+            f"the precomputed kernel {what} has entries up to {largest:.3g} (at "
+            f"most {limit:.2g} is supported in {X.dtype}). Scale the kernel down."
+        )
+    return kernel_scale_error(X, dict(spec.kernel_params(), depth=spec.depth),
+                              training=True, what=what, advice=advice)
 
 
 def prediction_device(spec, requested, name=""):

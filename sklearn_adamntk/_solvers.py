@@ -129,6 +129,9 @@ class TrainerSetup:
         Rows of the fitted dual coefficients (held-out rows included).
     offset : int
         Index of the first row the batches draw from (online training).
+    solver : str or None
+        The solver that runs, where it is not the one asked for: ``"dual"``
+        when every LAPACK driver failed on the eigen solver's Gram matrix.
     """
 
     trainer: object
@@ -136,6 +139,7 @@ class TrainerSetup:
     X_fit: np.ndarray = None
     n_support: int = None
     offset: int = 0
+    solver: str = None
 
 
 def feature_columns(problem):
@@ -302,7 +306,9 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
                                        network=network, n_jobs=problem.n_jobs,
                                        device=problem.device)
     X_fit = None if problem.spec.precomputed else X
-    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0], 0)
+    fell_back = solver == "eigen" and not isinstance(trainer, EigenTrainer)
+    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0], 0,
+                        solver="dual" if fell_back else None)
 
 
 def _features(problem, X, network):
@@ -351,7 +357,9 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
 
     The Gram matrix is computed only when the decomposition is not cached or
     a resumed model needs it, and is decomposed in place when nothing else
-    needs it afterwards.
+    needs it afterwards.  Where LAPACK fails on it (every driver), the same
+    model is trained by a :class:`DualTrainer` instead (recorded as the
+    fitted model's solver).
     """
     decomposition = _eigen_cache.get(key)
     resuming = coef is not None
@@ -360,17 +368,27 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
         K = _train_gram(problem, train_rows, network)
     n_epochs = krylov_epochs(problem.schedule.max_iter, Y.shape[0], Y.shape[1],
                              not resuming)
-    if decomposition is None and n_epochs is not None:
-        decomposition = krylov_decomposition(K, Y, n_epochs,
-                                             sample_weight=sample_weight)
-        K = None
-        _eigen_cache.put(key, decomposition)
-    elif decomposition is None:
-        in_place = not resuming and K is not problem.X
-        decomposition = eigen_decomposition(K, sample_weight=sample_weight,
-                                            overwrite_K=in_place)
-        if in_place:
-            K = None
+    if decomposition is None:
+        in_place = n_epochs is None and not resuming and K is not problem.X
+        try:
+            if n_epochs is not None:
+                decomposition = krylov_decomposition(K, Y, n_epochs,
+                                                     sample_weight=sample_weight)
+            else:
+                decomposition = eigen_decomposition(K, sample_weight=sample_weight,
+                                                    overwrite_K=in_place)
+        except np.linalg.LinAlgError:
+            if in_place:  # K was destroyed by the failed attempt
+                K = _train_gram(problem, train_rows, network)
+            try:
+                decomposition = eigen_decomposition(K, sample_weight=sample_weight)
+            except np.linalg.LinAlgError:
+                return DualTrainer(K, Y, problem.settings, "squared",
+                                   sample_weight=sample_weight, coef=coef,
+                                   state=state)
+        else:
+            if in_place or n_epochs is not None:
+                K = None
         _eigen_cache.put(key, decomposition)
     return EigenTrainer(decomposition, K, Y, problem.settings,
                         sample_weight=sample_weight, coef=coef, state=state)

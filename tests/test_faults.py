@@ -1,0 +1,277 @@
+"""Bad and extreme input: every call returns finite values or raises a clear error.
+
+First the cases of issue 12 one by one (each raised a bare internal error,
+returned NaN, or was silently wrong), then hypothesis property tests over
+the estimators' parameters and data: every fit either raises a ValueError
+that names its cause, or predicts finite values no larger than a sane
+multiple of the targets.
+"""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from sklearn_adamntk import (
+    AdamStarNTKClassifier,
+    AdamStarNTKRegressor,
+    RandomNetworkFeatures,
+    _eigen_cache,
+    _spectral,
+    arccos_kernel,
+    network_kernel,
+    network_kernel_diag,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    y = X[:, 0] + 0.1 * rng.standard_normal(30)
+    return X, y
+
+
+# --------------------------------------------------------------------------
+# 1. Extreme magnitudes: standardise them, or a clear error
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-15, 1e15, 1e200, 1e300])
+def test_targets_of_any_finite_magnitude_are_standardised(data, scale):
+    X, y = data
+    reference = AdamStarNTKRegressor(max_iter=20).fit(X, y).predict(X)
+    pred = AdamStarNTKRegressor(max_iter=20).fit(X, scale * y).predict(X)
+    assert np.all(np.isfinite(pred))
+    # Standardising is scale-free: the same model, in the targets' units.
+    np.testing.assert_allclose(pred / scale, reference, rtol=1e-9, atol=1e-12)
+
+
+def test_a_constant_target_is_constant_relative_to_its_magnitude(data):
+    X, y = data
+    for value in (0.0, 1e-300, 3.0, -1e300):
+        pred = AdamStarNTKRegressor(max_iter=5).fit(X, np.full(30, value)).predict(X)
+        np.testing.assert_array_equal(pred, value)
+    # Tiny but not constant: learnt in its own units (it predicted ~0.3 here).
+    pred = AdamStarNTKRegressor(max_iter=50).fit(X, 1e-15 * y).predict(X)
+    assert np.max(np.abs(pred)) < 1e-14
+    assert np.corrcoef(pred, y)[0, 1] > 0.9
+
+
+def test_huge_targets_without_normalize_y_get_a_clear_error(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"targets reach 2.*normalize_y=True"):
+        AdamStarNTKRegressor(normalize_y=False).fit(X, 1e200 * y)
+
+
+@pytest.mark.parametrize("Estimator", [AdamStarNTKRegressor, AdamStarNTKClassifier])
+@pytest.mark.parametrize("entry", [1e155, 1e300, 1e60])
+def test_rows_of_extreme_magnitude_at_predict_get_a_clear_error(data, Estimator, entry):
+    X, y = data
+    model = Estimator(max_iter=5).fit(X, y > 0 if Estimator is AdamStarNTKClassifier
+                                      else y)
+    row = np.array([[entry, 1.0, 1.0]])
+    methods = ["predict"] + (["predict_proba", "decision_function",
+                              "predict_log_proba"]
+                             if Estimator is AdamStarNTKClassifier else [])
+    for method in methods:
+        with pytest.raises(ValueError, match="kernel on X .*Standardise X"):
+            getattr(model, method)(row)
+    with pytest.raises(ValueError, match="kernel on X"):
+        next(model.staged_predict(row))
+
+
+@pytest.mark.parametrize("scale", [1e60, 1e150, 1e200, 1e300])
+def test_training_rows_of_extreme_magnitude_name_the_input_scale(data, scale):
+    # They used to get "training diverged ... lower learning_rate_init".
+    X, y = data
+    with pytest.raises(ValueError, match="training rows .*Standardise X") as info:
+        AdamStarNTKRegressor(max_iter=5).fit(scale * X, y)
+    assert "learning_rate_init" not in str(info.value)
+
+
+def test_the_limit_is_the_kernel_not_the_rows(data):
+    # The same rows pass with a small weight variance and fail with a large
+    # one: what is checked is the kernel the network computes on them.
+    X, y = data
+    AdamStarNTKRegressor(max_iter=5).fit(1e40 * X, y)
+    with pytest.raises(ValueError, match="weight_variance=1e\\+300"):
+        AdamStarNTKRegressor(width=16, solver="primal", weight_variance=1e300,
+                             max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="depth=40"):
+        AdamStarNTKRegressor(depth=40, weight_variance=1e6, max_iter=5).fit(X, y)
+
+
+def test_float32_rows_have_their_own_limit(data):
+    X, y = data
+    with pytest.raises(ValueError, match="supported in float32"):
+        AdamStarNTKRegressor(max_iter=5).fit((1e10 * X).astype(np.float32), y)
+    AdamStarNTKRegressor(max_iter=5).fit((1e4 * X).astype(np.float32), y)
+
+
+@pytest.mark.parametrize("function", [network_kernel, network_kernel_diag, arccos_kernel])
+def test_kernel_functions_raise_instead_of_returning_inf(function):
+    X = np.array([[1e300, 1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match=f"{function.__name__}: .*overflows"):
+        function(X)
+    if function is not network_kernel_diag:
+        with pytest.raises(ValueError, match="on Y overflows"):
+            function(np.ones((2, 2)), X)
+    # Large but representable: finite values, as before.
+    assert np.all(np.isfinite(function(np.array([[1e150, 1.0], [1.0, 2.0]]))))
+
+
+def test_extreme_sample_weights_change_nothing(data):
+    X, y = data
+    weight = np.linspace(0.5, 2.0, 30)
+    reference = AdamStarNTKRegressor(max_iter=20, solver="eigen").fit(
+        X, y, sample_weight=weight).predict(X)
+    for scale in (1e-300, 1e300):
+        for solver in ("eigen", "dual"):
+            pred = AdamStarNTKRegressor(max_iter=20, solver=solver).fit(
+                X, y, sample_weight=scale * weight).predict(X)
+            np.testing.assert_allclose(pred, reference, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# 2. Internal crashes and misleading messages
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", ["eigen", "auto", "dual"])
+@pytest.mark.parametrize("max_iter", [5, 50])  # a Krylov restriction, a full eigh
+def test_constant_and_zero_targets_train_with_every_solver(data, solver, max_iter):
+    X, _ = data
+    for y in (np.zeros(30), np.ones(30), np.zeros((30, 2))):
+        for normalize_y in (True, False):
+            model = AdamStarNTKRegressor(solver=solver, max_iter=max_iter,
+                                         normalize_y=normalize_y).fit(X, y)
+            pred = model.predict(X)
+            if normalize_y or not np.any(y):
+                np.testing.assert_allclose(pred, y, atol=1e-12)
+            assert np.all(np.isfinite(pred))
+
+
+@pytest.mark.parametrize("max_iter", [5, 50])
+def test_a_failing_lapack_driver_gives_way_to_the_next(data, monkeypatch, max_iter):
+    X, y = data
+    dual = AdamStarNTKRegressor(solver="dual", max_iter=max_iter).fit(X, y).predict(X)
+    eigh = scipy.linalg.eigh
+
+    def failing(drivers):
+        def broken(*args, driver=None, **kwargs):
+            if driver in drivers:
+                raise np.linalg.LinAlgError("failed to compute an eigenvalue")
+            return eigh(*args, driver=driver, **kwargs)
+        return broken
+
+    for drivers, solver in [(("evd",), "eigen"), (("evd", "evr"), "eigen"),
+                            (("evd", "evr", "ev"), "dual")]:
+        monkeypatch.setattr(_spectral.scipy.linalg, "eigh", failing(drivers))
+        _eigen_cache.clear()  # decompose again
+        model = AdamStarNTKRegressor(solver="eigen", max_iter=max_iter).fit(X, y)
+        assert model.solver_ == solver
+        np.testing.assert_allclose(model.predict(X), dual, rtol=1e-9, atol=1e-12)
+
+
+def test_non_finite_eigenvalues_count_as_a_failure(monkeypatch):
+    K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    eigh = scipy.linalg.eigh
+    calls = []
+
+    def nan_once(a, *args, driver=None, **kwargs):
+        calls.append(driver)
+        values, vectors = eigh(a, *args, driver=driver, **kwargs)
+        return (values * np.nan if len(calls) == 1 else values), vectors
+
+    monkeypatch.setattr(_spectral.scipy.linalg, "eigh", nan_once)
+    decomposition = _spectral.eigen_decomposition(K)
+    np.testing.assert_allclose(decomposition.eigenvalues, [1.0, 3.0])
+    assert len(calls) == 2
+
+
+def test_momentum_of_one_is_rejected_by_the_parameter_constraints(data):
+    X, y = data
+    with pytest.raises(ValueError, match=r"'momentum' parameter of "
+                                         r"AdamStarNTKRegressor.*\[0.0, 1.0\)"):
+        AdamStarNTKRegressor(optimizer="momentum", momentum=1.0).fit(X, y)
+
+
+@pytest.mark.parametrize("change", [dict(optimizer="sgd"), dict(depth=2),
+                                    dict(weight_variance=1.0)])
+@pytest.mark.parametrize("width", [None, 16])
+def test_changing_the_model_between_partial_fit_calls_says_so(data, change, width):
+    X, y = data
+    model = AdamStarNTKRegressor(width=width, random_state=0).partial_fit(X, y)
+    before = model.predict(X)
+    model.set_params(**change)
+    name, value = next(iter(change.items()))
+    with pytest.raises(ValueError, match=rf"partial_fit continues .*{name}=.* -> "
+                                         rf"{value!r}.*call fit"):
+        model.partial_fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), before)
+
+
+def test_mixed_label_types_get_a_value_error(data):
+    X, _ = data
+    labels = np.array(["a", 1] * 15, dtype=object)
+    with pytest.raises(ValueError, match="cannot be sorted .*one type"):
+        AdamStarNTKClassifier().fit(X, labels)
+    with pytest.raises(ValueError, match="classes cannot be sorted"):
+        AdamStarNTKClassifier().partial_fit(X, np.arange(30) % 2,
+                                            classes=np.array(["a", 1], dtype=object))
+
+
+# --------------------------------------------------------------------------
+# 3. Silently wrong
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_bad, match", [
+    (lambda K: -K, "negative entry"),
+    (lambda K: K - 5 * np.eye(len(K)), "negative entry"),
+    (lambda K: K + np.triu(np.full(K.shape, 0.1), 1), "not symmetric"),
+    # A large diagonal hides it from the diagonal test; the Krylov subspace
+    # finds the negative eigenvalue (-5, along the top eigenvector).
+    (lambda K: K + 20 * np.eye(len(K)) - (np.linalg.eigvalsh(K)[-1] + 25)
+     * np.outer(*2 * [np.linalg.eigh(K)[1][:, -1]]), "eigenvalue at or below"),
+])
+@pytest.mark.parametrize("solver", ["dual", "eigen"])
+def test_a_precomputed_matrix_that_is_no_gram_matrix_is_rejected(data, make_bad, match,
+                                                                  solver):
+    X, y = data
+    K = network_kernel(X)
+    bad = make_bad(K)
+    assert np.linalg.eigvalsh(0.5 * (bad + bad.T))[0] < -1e-3
+    with pytest.raises(ValueError, match=f"positive semi-definite Gram matrix .*{match}"):
+        AdamStarNTKRegressor(kernel="precomputed", solver=solver).fit(bad, y)
+    # A Gram matrix passes, float32 too.
+    AdamStarNTKRegressor(kernel="precomputed", solver=solver, max_iter=5).fit(K, y)
+    AdamStarNTKRegressor(kernel="precomputed", solver=solver, max_iter=5).fit(
+        K.astype(np.float32), y)
+
+
+def test_random_network_features_need_a_positive_weight_variance(data):
+    X, _ = data
+    with pytest.raises(ValueError, match="weight_variance"):
+        RandomNetworkFeatures(width=4, weight_variance=0).fit(X)
+
+
+# --------------------------------------------------------------------------
+# 7. The caller's array is not the model
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit", ["fit", "partial_fit"])
+def test_copy_X_keeps_the_training_rows_away_from_the_caller(data, fit):
+    X, y = data
+    X = X.copy()
+    model = getattr(AdamStarNTKRegressor(max_iter=5), fit)(X, y)
+    before = model.predict(X[:5].copy())
+    assert model.X_fit_ is not X and not np.shares_memory(model.X_fit_, X)
+    X[:] = 0.0  # the caller reuses its array
+    np.testing.assert_array_equal(model.predict(data[0][:5]), before)
+    # Opting out keeps a reference, as documented.
+    shared = AdamStarNTKRegressor(max_iter=5, copy_X=False).fit(X, y)
+    assert shared.X_fit_ is X
