@@ -180,3 +180,162 @@ def test_a_writable_cache_directory_is_used(tmp_path):
     finally:
         for path in [site, *site.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+# --------------------------------------------------------------------------
+# The fitted model: one object, swapped in one step, read once per predict
+# --------------------------------------------------------------------------
+
+
+def _fitted_state(model):
+    return {key: value for key, value in vars(model).items()
+            if key.endswith("_") and not key.startswith("_")}
+
+
+def _assert_same_state(before, after):
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(after[key], value)
+        else:
+            assert after[key] == value or after[key] is value, key
+
+
+@pytest.mark.parametrize("params", [dict(), dict(width=16, solver="primal"),
+                                    dict(solver="eigen")])
+def test_a_refit_that_fails_changes_nothing(params):
+    X, y = make_regression(n_samples=40, n_features=3, noise=1.0, random_state=0)
+    model = AdamStarNTKRegressor(max_iter=10, random_state=0, **params).fit(X, y)
+    expected, state = model.predict(X), _fitted_state(model)
+
+    # Rejected before any work: the kernel would overflow.
+    model.set_params(weight_variance=1e300)
+    with pytest.raises(ValueError, match="weight_variance=1e\\+300"):
+        model.fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), expected)
+
+    # Fails in the middle of training, with the network changed and new rows
+    # of another width: the model keeps its own kernel, network and columns.
+    from sklearn_adamntk import _fitting
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    model.set_params(weight_variance=2.0, depth=3)
+    original = _fitting.run_epochs
+    _fitting.run_epochs = broken
+    try:
+        with pytest.raises(RuntimeError, match="injected"):
+            model.fit(np.hstack([X, X]), y)
+    finally:
+        _fitting.run_epochs = original
+    np.testing.assert_array_equal(model.predict(X), expected)
+    _assert_same_state(state, _fitted_state(model))
+    assert model._model.spec.depth == 1
+
+
+def test_predict_during_a_fit_on_another_thread_sees_one_model():
+    # One thread refits the same estimator, in turn on 3-feature and on
+    # 5-feature data; another predicts both kinds of rows meanwhile.  Each
+    # prediction must be exactly the 3-feature or the 5-feature model's, or
+    # the clear feature-count error of a model that has the other width:
+    # never a mixture, another error, or the wrong check.
+    Xa, ya = make_regression(n_samples=60, n_features=3, random_state=0)
+    Xb, yb = make_regression(n_samples=60, n_features=5, random_state=1)
+    fits = [(Xa, ya), (Xb, yb)]
+    expected = [AdamStarNTKRegressor(max_iter=15).fit(X, y).predict(X)
+                for X, y in fits]
+    model = AdamStarNTKRegressor(max_iter=15).fit(Xa, ya)
+    stop = threading.Event()
+    errors, seen = [], set()
+
+    def refit():
+        try:
+            for i in range(12):
+                model.fit(*fits[(i + 1) % 2])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    worker = threading.Thread(target=refit)
+    worker.start()
+    while not stop.is_set():
+        for which, (X, _) in enumerate(fits):
+            try:
+                pred = model.predict(X)
+            except ValueError as exc:
+                assert "features" in str(exc), exc
+                seen.add("other width")
+                continue
+            np.testing.assert_array_equal(pred, expected[which])
+            seen.add(which)
+    worker.join()
+    assert not errors, errors
+    assert {0, 1} <= seen
+
+
+_PICKLE_SCRIPT = """
+import pickle, sys
+import numba, numpy as np
+from sklearn.datasets import make_classification, make_regression
+from sklearn_adamntk import AdamStarNTKClassifier, AdamStarNTKRegressor
+
+X, y = make_regression(n_samples=60, n_features=4, random_state=0)
+Xc, yc = make_classification(n_samples=60, n_features=4, random_state=0)
+models = [AdamStarNTKRegressor(max_iter=10, solver="dual").fit(X, y),
+          AdamStarNTKRegressor(max_iter=10, solver="eigen").fit(X, y),
+          AdamStarNTKRegressor(max_iter=10, width=32, solver="primal",
+                               random_state=0).fit(X, y),
+          AdamStarNTKClassifier(max_iter=10, batch_size=16, random_state=0).fit(Xc, yc)]
+inputs = [X, X, X, Xc]
+predictions = [m.predict(x) for m, x in zip(models, inputs)]
+path = sys.argv[1]
+if sys.argv[2] == "write":
+    with open(path, "wb") as handle:
+        pickle.dump((models, predictions), handle)
+else:
+    with open(path, "rb") as handle:
+        loaded, written = pickle.load(handle)
+    for model, x, here, there in zip(loaded, inputs, predictions, written):
+        # Bit for bit: across the layers, and after the round trip.
+        assert np.array_equal(here, there)
+        assert np.array_equal(model.predict(x), there)
+        assert np.array_equal(pickle.loads(pickle.dumps(model)).predict(x), there)
+print(numba.threading_layer())
+"""
+
+
+def test_pickles_round_trip_between_threading_layers(tmp_path):
+    try:
+        import numba.np.ufunc.omppool  # noqa: F401
+        layers = ["omp", "workqueue"]
+    except ImportError:  # pragma: no cover - depends on the Numba build
+        layers = ["workqueue", "workqueue"]
+    path = str(tmp_path / "models.pkl")
+    for layer, mode in zip(layers, ["write", "read"]):
+        result = _run(_PICKLE_SCRIPT, path, mode,
+                      env={"NUMBA_THREADING_LAYER": layer})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.split()[-1] == layer
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_THREADING_LAYER") == "omp",
+                    reason="this is the run under omp")
+def test_threads_under_the_omp_layer():
+    # The concurrency test above runs under the package's default layer
+    # (workqueue here, which serialises launches); under omp the compiled
+    # code of a fit and of a prediction really run side by side.
+    try:
+        import numba.np.ufunc.omppool  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the Numba build
+        pytest.skip("Numba's OpenMP layer is not available")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="omp")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"{__file__}::test_predict_during_a_fit_on_another_thread_sees_one_model",
+         f"{__file__}::test_a_refit_that_fails_changes_nothing"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "4 passed" in result.stdout
