@@ -4,6 +4,7 @@ The public names live here; every other module is private and may change.
 """
 
 from ._display import LossCurveDisplay
+from ._eigen_cache import clear_eigen_cache, eigen_cache_info, set_eigen_cache_size
 from ._estimators import AdamStarNTKClassifier, AdamStarNTKRegressor
 from ._kernel_objects import NetworkKernel, RandomNetworkFeatures
 from ._pairwise import arccos_kernel, network_kernel, network_kernel_diag
@@ -18,6 +19,9 @@ __all__ = [
     "RandomNetworkFeatures",
     "__version__",
     "arccos_kernel",
+    "clear_eigen_cache",
+    "eigen_cache_info",
     "network_kernel",
     "network_kernel_diag",
+    "set_eigen_cache_size",
 ]

@@ -218,6 +218,8 @@ def _fit(problem, previous):
             # The coefficients live in the previous target encoding.
             targets = problem.resume_targets
     form = "primal" if solver == "primal" else "dual"
+    if not continuing:  # every large array, before the network is drawn
+        _solvers.check_fit_memory(problem, solver, n_train, resume, cache_key)
     network = _network(problem, resume)
     # A resumed fit continues the previous shuffling stream (a copy, so that
     # a failed fit leaves the previous model exactly as it was).

@@ -51,8 +51,8 @@ def largest_diagonal(X, *, kernel, activation, depth, weight_variance,
 
 
 def largest_entry(X):
-    """Largest ``|X|`` entry (0 for an empty array)."""
-    return float(np.max(np.abs(X))) if X.size else 0.0
+    """Largest ``|X|`` entry (0 for an empty array), with no temporary array."""
+    return max(float(X.max()), -float(X.min())) if X.size else 0.0
 
 
 def arccos_scale_error(X, degree, what):

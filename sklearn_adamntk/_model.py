@@ -22,7 +22,7 @@ import numpy as np
 from . import _backend
 from ._magnitude import kernel_limit, kernel_scale_error, largest_entry
 from ._pairwise import network_kernel
-from ._random_network import empirical_kernel, network_features
+from ._random_network import empirical_kernel, forward_bytes, network_features
 
 
 @dataclass(frozen=True)
@@ -241,12 +241,44 @@ def model_outputs(model, X, coef=None, *, device="cpu", n_jobs=None,
         return out.astype(np.result_type(X, coef), copy=False)
     step = _backend.block_rows(coef.shape[0], np.float64, working_memory,
                                n_temporaries=2)
+    step = min(step, max(1, X.shape[0]))
+    _backend.check_allocation(
+        block_bytes(model, step, X.dtype.itemsize),
+        f"predicting in blocks of {step} rows (the operator of a block against "
+        "the model, and the network's activations where it has a finite width)",
+        "predict fewer rows at a time, lower scikit-learn's working_memory "
+        "(sklearn.set_config), or, at finite width, refit with solver='primal'",
+    )
     out = np.empty((X.shape[0], coef.shape[1]), dtype=np.result_type(X, coef))
     with _backend.numba_threads(n_jobs):
         for start in range(0, X.shape[0], step):
             rows = slice(start, start + step)
             out[rows] = operator_rows(model, X[rows], n_jobs, device) @ coef
     return out
+
+
+def block_bytes(model, n_rows, itemsize):
+    """Peak bytes of :func:`operator_rows` on a block of ``n_rows`` rows.
+
+    The block's kernel against the support rows (dual form) or its features
+    (primal); at finite width also the network's activations, on the block
+    and, for the dual form's empirical kernel, on every support row.
+    """
+    spec = model.spec
+    n_columns = model.coef.shape[0]
+    operator = n_rows * n_columns * itemsize
+    if spec.width is None:
+        return operator
+    network = model.network
+    options = dict(width=network.width, depth=network.depth, kernel=spec.kernel,
+                   itemsize=itemsize)
+    if model.form == "primal":
+        extra = operator if spec.kernel == "ntk" else 0  # the unstacked blocks
+        return (operator + extra
+                + forward_bytes(n_rows, network.n_features, features=True, **options))
+    extra = 2 * operator if spec.kernel == "ntk" else 0
+    return operator + extra + forward_bytes(n_rows + n_columns, network.n_features,
+                                            **options)
 
 
 def staged_model_outputs(model, X, **kwargs):

@@ -302,11 +302,12 @@ def gram_defect(K, *, n_steps=10):
     scale = max(float(K.max()), -float(K.min()))
     if scale == 0.0:
         return None
-    step = _backend.block_rows(n, K.dtype, 8)
+    step = _backend.block_rows(n, K.dtype, 4)  # 4 MiB blocks
     asymmetry = 0.0
     for start in range(0, n, step):
         rows = slice(start, start + step)
-        asymmetry = max(asymmetry, float(np.max(np.abs(K[rows] - K[:, rows].T))))
+        difference = K[rows] - K[:, rows].T
+        asymmetry = max(asymmetry, float(np.max(np.abs(difference, out=difference))))
     if asymmetry > rtol * scale:
         return (f"it is not symmetric (|K - K.T| reaches {asymmetry:.3g}, "
                 f"|K| {scale:.3g})")

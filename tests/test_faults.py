@@ -7,15 +7,22 @@ that names its cause, or predicts finite values no larger than a sane
 multiple of the targets.
 """
 
+import re
+import tracemalloc
+
 import numpy as np
 import pytest
 import scipy.linalg
+from sklearn.base import clone
 
+import sklearn_adamntk
 from sklearn_adamntk import (
     AdamStarNTKClassifier,
     AdamStarNTKRegressor,
     RandomNetworkFeatures,
+    _backend,
     _eigen_cache,
+    _solvers,
     _spectral,
     arccos_kernel,
     network_kernel,
@@ -275,3 +282,147 @@ def test_copy_X_keeps_the_training_rows_away_from_the_caller(data, fit):
     # Opting out keeps a reference, as documented.
     shared = AdamStarNTKRegressor(max_iter=5, copy_X=False).fit(X, y)
     assert shared.X_fit_ is X
+
+
+# --------------------------------------------------------------------------
+# 9. Memory: the guard runs first and counts every large array
+# --------------------------------------------------------------------------
+
+MEMORY_CASES = [
+    (1000, np.float64, dict(solver="dual")),
+    (1000, np.float64, dict(solver="eigen", max_iter=2000)),  # whole spectrum
+    (1000, np.float64, dict(solver="eigen", max_iter=20)),  # Krylov restriction
+    (600, np.float64, dict(solver="eigen", max_iter=2000, kernel="precomputed")),
+    (1000, np.float64, dict(solver="dual", early_stopping=True)),
+    (500, np.float64, dict(width=3000, solver="primal", kernel="nngp")),
+    (500, np.float64, dict(width=1500, depth=2, solver="primal", kernel="nngp")),
+    (200, np.float64, dict(width=100, depth=2, solver="primal", kernel="ntk")),
+    (800, np.float64, dict(width=3000, solver="dual", kernel="nngp")),
+    (600, np.float64, dict(width=600, depth=2, solver="dual", kernel="ntk")),
+    (600, np.float64, dict(width=2000, solver="eigen", kernel="nngp", max_iter=2000)),
+    (800, np.float32, dict(width=300, depth=3, solver="primal", kernel="nngp")),
+    (800, np.float32, dict(width=600, depth=2, solver="dual", kernel="ntk")),
+]
+
+
+def _memory_case(n, dtype, params):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 10)).astype(dtype)
+    y = X[:, 0].astype(np.float64)
+    if params.get("kernel") == "precomputed":
+        X = network_kernel(X, kernel="nngp", bias_variance=1.0)
+    return X, y, AdamStarNTKRegressor(**dict(dict(max_iter=3), **params))
+
+
+def _traced_peak(function):
+    """Peak bytes NumPy allocates while ``function`` runs (and its result)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        try:
+            result = function()
+        except MemoryError as exc:
+            result = exc
+        return tracemalloc.get_traced_memory()[1] - base, result
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("n, dtype, params", MEMORY_CASES)
+def test_the_memory_guard_counts_every_large_array(monkeypatch, n, dtype, params):
+    X, y, model = _memory_case(n, dtype, params)
+    clone(model).set_params(max_iter=1).fit(X[:40, :40] if model.kernel ==
+                                            "precomputed" else X[:40], y[:40])
+    estimates = []
+    check = _solvers.check_memory
+
+    def spy(problem, solver, n_train, **options):
+        parts = _solvers.fit_allocations(problem, solver, n_train, **options)
+        estimates.append(sum(n_bytes for n_bytes, _ in parts))
+        return check(problem, solver, n_train, **options)
+
+    monkeypatch.setattr(_solvers, "check_memory", spy)
+    clone(model).fit(X, y)
+    estimate = max(estimates)
+    _eigen_cache.clear()
+
+    # Just enough memory, as the guard counts it: the fit's peak stays
+    # within it (the eigensolver then takes its driver with no N^2
+    # workspace, as it does when memory is short).
+    available = int(1.05 * estimate) + 2**20
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: available)
+    peak, result = _traced_peak(lambda: clone(model).fit(X, y))
+    assert not isinstance(result, MemoryError), result
+    assert peak <= available, (peak, estimate)
+
+    # A little less: MemoryError before anything large is allocated.
+    _eigen_cache.clear()
+    short = int(0.9 * estimate)
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: short)
+    peak, result = _traced_peak(lambda: clone(model).fit(X, y))
+    assert isinstance(result, MemoryError), peak
+    # What the checks of the input take: blocks of at most 4 MiB.
+    assert peak < 0.1 * estimate + 5 * 2**20, (peak, estimate)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(width=20000, depth=2, kernel="ntk"), "random network's 400120001 weights"),
+    (dict(width=10**7, depth=2), "random network's 100000060000001 weights"),
+    # 40 MB of weights, then 240 MB of features and as much while making them.
+    (dict(width=10**6, solver="primal"), "feature matrix"),
+])
+def test_the_network_is_never_drawn_beyond_the_memory(data, monkeypatch, params, match):
+    # They drew 3.2 GiB (13 s) before the guard raised, or failed inside
+    # NumPy ("Unable to allocate 728 TiB"), or peaked at 2-3.2 GiB with
+    # 1 GiB available.
+    X, y = data
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: 2**28)
+    peak, result = _traced_peak(lambda: AdamStarNTKRegressor(**params).fit(X, y))
+    assert isinstance(result, MemoryError)
+    assert re.search(match + ".*memory is available; use a smaller width", str(result))
+    assert peak < 2**20
+
+
+def test_prediction_blocks_are_counted(data, monkeypatch):
+    X, y = data
+    model = AdamStarNTKRegressor(width=4000, solver="dual", max_iter=3).fit(X, y)
+    monkeypatch.setattr(_backend, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(MemoryError, match="predicting in blocks of 30 rows.*fewer rows"):
+        model.predict(X)
+
+
+def test_the_eigen_cache_has_a_small_default_budget_and_a_public_face(data):
+    X, y = data
+    info = sklearn_adamntk.eigen_cache_info()
+    assert info == {"entries": 0, "nbytes": 0, "max_bytes": 512 * 2**20}
+    AdamStarNTKRegressor(solver="eigen", max_iter=50).fit(X, y)
+    info = sklearn_adamntk.eigen_cache_info()
+    assert info["entries"] == 1 and info["nbytes"] >= 30 * 30 * 8
+    # A lower limit drops what no longer fits; 0 disables the cache.
+    previous = sklearn_adamntk.set_eigen_cache_size(0)
+    try:
+        assert previous == 512 * 2**20
+        assert sklearn_adamntk.eigen_cache_info()["entries"] == 0
+        AdamStarNTKRegressor(solver="eigen", max_iter=50).fit(X, y)
+        assert sklearn_adamntk.eigen_cache_info()["entries"] == 0
+        with pytest.raises(ValueError, match="non-negative int"):
+            sklearn_adamntk.set_eigen_cache_size(-1)
+    finally:
+        sklearn_adamntk.set_eigen_cache_size(None)
+    AdamStarNTKRegressor(solver="eigen", max_iter=50).fit(X, y)
+    sklearn_adamntk.clear_eigen_cache()
+    assert sklearn_adamntk.eigen_cache_info()["entries"] == 0
+
+
+def test_distinct_fits_stay_within_the_eigen_cache_budget():
+    # 300 eigen fits on distinct data grew the process by 2.4 GiB.
+    rng = np.random.default_rng(0)
+    previous = sklearn_adamntk.set_eigen_cache_size(200 * 200 * 8 * 3)
+    try:
+        for _ in range(12):
+            X = rng.standard_normal((200, 3))
+            AdamStarNTKRegressor(solver="eigen", max_iter=1000).fit(X, X[:, 0])
+            assert sklearn_adamntk.eigen_cache_info()["nbytes"] <= 200 * 200 * 8 * 3
+        assert sklearn_adamntk.eigen_cache_info()["entries"] == 2
+    finally:
+        sklearn_adamntk.set_eigen_cache_size(previous)
