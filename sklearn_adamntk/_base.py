@@ -11,6 +11,7 @@ parameter and attribute documentation shared by the estimators is here too.
 """
 
 import dataclasses
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -31,6 +32,7 @@ from ._model import (
     model_outputs,
     prediction_device,
     scale_error,
+    scale_warning,
     staged_model_outputs,
 )
 from ._optimizer import OptimizerSettings
@@ -178,6 +180,13 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 f"{name}: solver='primal' trains the weights of a finite "
                 "network; set an int width, or use solver='dual' or 'eigen'."
             )
+        if self.learning_rate_init * self.weight_decay >= 1:
+            raise ValueError(
+                f"{name}: learning_rate_init * weight_decay must be below 1 "
+                "(every step multiplies the coefficients by 1 - "
+                "learning_rate_init * weight_decay); got "
+                f"{self.learning_rate_init!r} * {self.weight_decay!r}."
+            )
         if self.solver == "eigen":
             self._check_eigen_params(n_train, online)
         if online and self.early_stopping:
@@ -226,6 +235,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             "weight_variance.")
         if message:
             raise ValueError(f"{name}: {message}")
+        message = scale_warning(self._network_spec(), X)
+        if message:
+            warnings.warn(f"{name}: {message}", UserWarning, stacklevel=2)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
         )

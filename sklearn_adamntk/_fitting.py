@@ -338,6 +338,13 @@ def _split(problem, rng):
             f"({val_rows.size} rows). Increase validation_fraction or the "
             "size of the data, or set early_stopping=False."
         )
+    for rows, part in ((train_rows, "training"), (val_rows, "validation")):
+        if not np.sum(problem.sample_weight[rows]) > 0:
+            raise ValueError(
+                f"{problem.name}: the {part} rows of the early-stopping split "
+                "have no positive sample_weight. Give more rows a positive "
+                "weight, or set early_stopping=False."
+            )
     # Sorted, so that the coefficients keep the order of the rows of X.
     return np.sort(train_rows), np.sort(val_rows)
 

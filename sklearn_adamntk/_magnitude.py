@@ -24,6 +24,14 @@ import numpy as np
 from ._kernels import kernel_diag
 
 
+# Above this kernel value on the training rows, fitting warns.  ADAM* (and
+# Adam) normalise their steps in weight space, so a step moves the model by
+# about learning_rate_init * sqrt(K) target units: 100 here (rows of about
+# 70 at the defaults), and the fitted values overshoot standardised targets
+# by up to that much; SGD's stable rate is below 2 / K.
+WELL_SCALED = 1e4
+
+
 def kernel_limit(dtype, *, training):
     """Largest kernel value accepted for data of ``dtype``."""
     largest = float(np.finfo(dtype).max)
@@ -34,20 +42,42 @@ def largest_diagonal(X, *, kernel, activation, depth, weight_variance,
                      bias_variance):
     """``(value, row)`` of the largest ``K(x, x)`` over the rows of ``X``.
 
-    ``value`` is ``inf`` when the diagonal overflows (or is NaN) anywhere;
-    ``(0.0, None)`` for no rows.
+    Every layer of the recursion counts (``Sigma^l`` and, for the NTK,
+    ``Theta^l``, ``l <= depth + 1``): an erf network's kernel is bounded
+    while its first layer grows with ``|x|^2``.  ``value`` is ``inf`` when
+    the diagonal overflows (or is NaN) anywhere; ``(0.0, None)`` for no rows.
     """
     if X.shape[0] == 0:
         return 0.0, None
     with np.errstate(over="ignore", invalid="ignore"):  # float32's cast
-        diag = kernel_diag(X, kernel=kernel, activation=activation, depth=depth,
-                           weight_variance=weight_variance,
-                           bias_variance=bias_variance)
+        squared = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        layers = [weight_variance * squared / X.shape[1] + bias_variance]  # Sigma^1
+        for layer in range(1, depth + 1):
+            for name in ("nngp", "ntk") if kernel == "ntk" else ("nngp",):
+                layers.append(kernel_diag(
+                    X, kernel=name, activation=activation, depth=layer,
+                    weight_variance=weight_variance, bias_variance=bias_variance))
+        diag = np.max(np.abs(np.stack(layers).astype(np.float64)), axis=0)
     bad = ~np.isfinite(diag)
     if bad.any():
         return np.inf, int(np.argmax(bad))
     row = int(np.argmax(diag))
     return float(diag[row]), row
+
+
+def largest_squared_norm(X):
+    """``(value, row)`` of the largest ``|x|^2``, computed in float64.
+
+    The kernels start from ``X @ Y.T`` in the data's precision, so the
+    squared norms must be representable even where the kernel scales them
+    down (a small ``weight_variance / d``, or the bounded erf kernel).
+    """
+    if X.shape[0] == 0:
+        return 0.0, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    row = int(np.argmax(squared))
+    return float(squared[row]), row
 
 
 def largest_entry(X):
@@ -64,7 +94,7 @@ def arccos_scale_error(X, degree, what):
     limit = kernel_limit(X.dtype, training=False)
     with np.errstate(over="ignore", invalid="ignore"):
         squared = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-        value = float(np.max(squared)) ** max(1, degree) * 3.0 if X.size else 0.0
+        value = float(np.max(squared) ** max(1, degree) * 3.0) if X.size else 0.0
     if value <= limit:
         return None
     return (
@@ -93,11 +123,15 @@ def kernel_scale_error(X, params, *, training, what, advice):
     """
     limit = kernel_limit(X.dtype, training=training)
     value, row = largest_diagonal(X, **params)
+    what_value = f"K(x, x) of row {row}, or a layer's"
+    squared, squared_row = largest_squared_norm(X)
+    if squared > value and squared > limit:
+        value, what_value = squared, f"|x|^2 of row {squared_row}, which X @ X.T holds"
     if value <= limit:
         return None
     reaches = "overflows" if not np.isfinite(value) else f"reaches {value:.3g}"
     return (
-        f"the network's kernel on {what} {reaches} (K(x, x) of row {row}; at "
+        f"the network's kernel on {what} {reaches} ({what_value}; at "
         f"most {limit:.2g} is supported in {X.dtype}): the largest |entry| of "
         f"{what} is {largest_entry(X):.3g}, with weight_variance="
         f"{params['weight_variance']!r}, bias_variance="

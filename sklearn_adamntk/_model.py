@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend
-from ._magnitude import kernel_limit, kernel_scale_error, largest_entry
+from ._magnitude import (
+    WELL_SCALED,
+    kernel_limit,
+    kernel_scale_error,
+    largest_diagonal,
+    largest_entry,
+)
 from ._pairwise import network_kernel
 from ._random_network import empirical_kernel, forward_bytes, network_features
 
@@ -166,6 +172,28 @@ def scale_error(spec, X, what, advice):
         )
     return kernel_scale_error(X, dict(spec.kernel_params(), depth=spec.depth),
                               training=True, what=what, advice=advice)
+
+
+def scale_warning(spec, X):
+    """A warning when the kernel on the training rows ``X`` is finite but huge.
+
+    Returns a message, or None while the kernel's largest value stays below
+    :data:`._magnitude.WELL_SCALED`.
+    """
+    if spec.precomputed:
+        largest = largest_entry(X)
+    else:
+        largest = largest_diagonal(X, depth=spec.depth, **spec.kernel_params())[0]
+    if largest <= WELL_SCALED:
+        return None
+    return (
+        f"the network's kernel reaches {largest:.3g} on the training rows (the "
+        f"largest |entry| of X is {largest_entry(X):.3g}). A step of ADAM* or "
+        "Adam moves the model by about learning_rate_init * sqrt(K) and SGD's "
+        "stable rate shrinks as 1 / K, so with a kernel this large the fit "
+        "overshoots or diverges. Standardise X (e.g. StandardScaler in a "
+        "pipeline) or lower weight_variance."
+    )
 
 
 def prediction_device(spec, requested, name=""):

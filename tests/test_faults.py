@@ -7,13 +7,20 @@ that names its cause, or predicts finite values no larger than a sane
 multiple of the targets.
 """
 
+import os
 import re
+import tempfile
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 import scipy.linalg
+from hypothesis import HealthCheck, given, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis import strategies as st
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 
 import sklearn_adamntk
 from sklearn_adamntk import (
@@ -28,8 +35,13 @@ from sklearn_adamntk import (
     network_kernel,
     network_kernel_diag,
 )
+from sklearn_adamntk._random_network import draw_network, empirical_kernel
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Hypothesis keeps files in ./.hypothesis by default (it reads this module's
+# constants as soon as the tests below are decorated): not in the tree.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "sklearn_adamntk-hypothesis"))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +114,7 @@ def test_the_limit_is_the_kernel_not_the_rows(data):
     # The same rows pass with a small weight variance and fail with a large
     # one: what is checked is the kernel the network computes on them.
     X, y = data
-    AdamStarNTKRegressor(max_iter=5).fit(1e40 * X, y)
+    AdamStarNTKRegressor(max_iter=5, weight_variance=1e-80).fit(1e40 * X, y)
     with pytest.raises(ValueError, match="weight_variance=1e\\+300"):
         AdamStarNTKRegressor(width=16, solver="primal", weight_variance=1e300,
                              max_iter=5).fit(X, y)
@@ -114,7 +126,19 @@ def test_float32_rows_have_their_own_limit(data):
     X, y = data
     with pytest.raises(ValueError, match="supported in float32"):
         AdamStarNTKRegressor(max_iter=5).fit((1e10 * X).astype(np.float32), y)
-    AdamStarNTKRegressor(max_iter=5).fit((1e4 * X).astype(np.float32), y)
+    AdamStarNTKRegressor(max_iter=5).fit((10 * X).astype(np.float32), y)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e40])
+def test_a_huge_but_finite_kernel_warns(data, scale):
+    # ADAM*'s step moves the model by about learning_rate_init * sqrt(K):
+    # rows of 1e3 (K ~ 1e6) gave fitted values far beyond the targets.
+    X, y = data
+    with pytest.warns(UserWarning, match=r"kernel reaches .*Standardise X"):
+        AdamStarNTKRegressor(max_iter=5).fit(scale * X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*Standardise X")
+        AdamStarNTKRegressor(max_iter=5).fit(10 * X, y)
 
 
 @pytest.mark.parametrize("function", [network_kernel, network_kernel_diag, arccos_kernel])
@@ -426,3 +450,232 @@ def test_distinct_fits_stay_within_the_eigen_cache_budget():
         assert sklearn_adamntk.eigen_cache_info()["entries"] == 2
     finally:
         sklearn_adamntk.set_eigen_cache_size(previous)
+
+
+# --------------------------------------------------------------------------
+# Property tests: any parameters, any data
+# --------------------------------------------------------------------------
+
+# What an error may say: the estimator's name (every message of the package
+# starts with it), scikit-learn's parameter validation, or its input checks.
+CLEAR = re.compile(r"AdamStarNTK|parameter of|Input .*contains|Found array with|"
+                   r"Expected 2D|n_samples|sample_weight|Sample weights|classes|class")
+# A property test of fits: bounded, deterministic, no example database on
+# disk; any one example may be slow while Numba compiles a new path.
+# SKLEARN_ADAMNTK_FUZZ=20 runs 20 times as many random (not derandomized)
+# examples, to hunt for failures outside CI.
+_HUNT = float(os.environ.get("SKLEARN_ADAMNTK_FUZZ", "1"))
+FUZZ = dict(deadline=None, derandomize=_HUNT == 1, database=None,
+            suppress_health_check=list(HealthCheck))
+
+
+def _examples(n):
+    return int(n * _HUNT)
+# How much larger than the targets' spread a prediction may be.  Stable
+# settings stay well inside; 1e3 is room for an oscillating ADAM* at a large
+# learning rate, not for an overflow.
+SANE = 1e3
+
+
+@st.composite
+def regression_problems(draw):
+    n = draw(st.integers(2, 24))
+    d = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    # Mostly standardised-like rows, sometimes tiny, huge or degenerate ones.
+    x_scale = 10.0 ** draw(st.sampled_from([0, 0, 0, -3, 2, -150, 40, 160, 300]))
+    X = rng.standard_normal((n, d)) * x_scale
+    layout = draw(st.sampled_from(["plain", "duplicates", "zero rows", "constant"]))
+    if layout == "duplicates":
+        X[n // 2:] = X[: n - n // 2]
+    elif layout == "zero rows":
+        X[::2] = 0.0
+    elif layout == "constant":
+        X[:] = X[0]
+    normalize_y = draw(st.booleans())
+    # Unstandardised tiny targets are excluded: Adam's epsilon (1e-8) then
+    # dominates the step, which becomes an SGD step of rate lr / epsilon,
+    # the documented behaviour of every Adam.
+    y_scale = 10.0 ** draw(st.sampled_from(
+        [0, 0, -15, 5, -300, 200, 300] if normalize_y else [0, 0, 5, 200, 300]))
+    target = draw(st.sampled_from(["signal", "signal", "constant", "zero", "2 outputs"]))
+    if target == "signal":
+        y = (np.sin(X[:, 0] / x_scale) + 0.1 * rng.standard_normal(n)) * y_scale
+    elif target == "constant":
+        y = np.full(n, 3.0 * y_scale)
+    elif target == "zero":
+        y = np.zeros(n)
+    else:
+        y = rng.standard_normal((n, 2)) * y_scale
+    weight = None
+    if draw(st.booleans()):
+        weight = rng.choice([0.0, 0.5, 1.0, 3.0], size=n)
+        weight *= 10.0 ** draw(st.sampled_from([0, -300, 300]))
+    return X, y, weight, normalize_y
+
+
+def _network_params(draw, X):
+    n = len(X)
+    width = draw(st.sampled_from([None, None, 1, 8, 40]))
+    optimizer = draw(st.sampled_from(
+        ["adam*", "adam*", "sgd", "momentum"] + (["adam"] if width else [])))
+    solvers = ["auto", "dual"] + (["primal"] if width else [])
+    params = dict(
+        kernel=draw(st.sampled_from(["nngp", "ntk"])),
+        activation=draw(st.sampled_from(["relu", "erf"])),
+        depth=draw(st.integers(1, 3)),
+        weight_variance=draw(st.sampled_from([0.1, 1.0, 2.0, 5.0])),
+        bias_variance=draw(st.sampled_from([0.0, 0.1, 1.0])),
+        width=width,
+        optimizer=optimizer,
+        learning_rate_init=draw(st.sampled_from([1e-3, 0.1, 1.0, 3.0])),
+        beta_1=draw(st.sampled_from([0.0, 0.5, 0.9])),
+        # Not beta_2=0: a batch of zero-weight rows is a step with a zero
+        # gradient, whose second moment is then 0 while the momentum is not,
+        # and the step lr * M / epsilon is Adam's (and ADAM*'s) own rule.
+        beta_2=draw(st.sampled_from([0.5, 0.9, 0.999])),
+        momentum=draw(st.sampled_from([0.0, 0.9])),
+        weight_decay=draw(st.sampled_from([0.0, 0.0, 0.1])),
+        batch_size=draw(st.sampled_from([None, None, 1, max(1, n // 3)])),
+        max_iter=draw(st.integers(1, 25)),
+        solver=draw(st.sampled_from(solvers)),
+        early_stopping=draw(st.booleans()) and n >= 10,
+        random_state=draw(st.integers(0, 3)),
+        n_jobs=1,
+    )
+    if optimizer in ("sgd", "momentum"):
+        # ADAM* normalises its steps; SGD and momentum are stable below
+        # 2 / lambda_max(K / n) <= 2 / max K(x, x), a rate the user must fit
+        # to the kernel.  An unstable rate grows the fit for a few epochs
+        # without overflowing (a finding for the epoch loop's divergence
+        # test, which watches for non-finite values), so the rate here is a
+        # fraction of the stable one.
+        kernel = {key: params[key] for key in ("kernel", "activation",
+                                               "weight_variance", "bias_variance")}
+        try:
+            if width is None:
+                largest = network_kernel_diag(X, depth=params["depth"], **kernel).max()
+            else:  # the network the fit draws: narrow ones stray from the limit
+                network = draw_network(X.shape[1], width=width, depth=params["depth"],
+                                       random_state=params["random_state"])
+                with np.errstate(all="ignore"):
+                    largest = np.diag(empirical_kernel(network, X, **kernel)).max()
+        except ValueError:  # the fit must refuse these rows
+            largest = 1.0
+        if not np.isfinite(largest):
+            largest = 1.0
+        fraction = draw(st.sampled_from([1e-3, 0.1, 0.5]))
+        params["learning_rate_init"] = fraction / max(float(largest), 1e-12)
+    return params
+
+
+def _fit_or_clear_error(model, *args, **kwargs):
+    """``(model, warned)``: the fitted model, or None after an error that names
+    its cause, and whether the fit warned that the kernel is huge."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(*args, **kwargs)
+    except ValueError as exc:
+        assert CLEAR.search(str(exc)), repr(exc)
+        return None, False
+    warned = any("Standardise X" in str(w.message) for w in caught)
+    return model, warned
+
+
+def _assert_sane(pred, y):
+    assert np.all(np.isfinite(pred)), pred
+    y = np.asarray(y, dtype=float).reshape(len(y), -1)
+    pred = np.asarray(pred, dtype=float).reshape(len(pred), -1)
+    center = y.mean(axis=0)
+    spread = np.max(np.abs(y - center), axis=0)
+    # Relative to the targets' spread and magnitude (an untrained model
+    # predicts zero).
+    bound = SANE * (spread + np.abs(center)) + 1e-300
+    assert np.all(np.abs(pred - center) <= bound), (np.max(np.abs(pred - center)),
+                                                     bound)
+
+
+@given(problem=regression_problems(), data=st.data())
+@settings(max_examples=_examples(150), **FUZZ)
+def test_property_regressor_fits_sanely_or_says_why(problem, data):
+    X, y, weight, normalize_y = problem
+    params = _network_params(data.draw, X)
+    params["normalize_y"] = normalize_y
+    if params["solver"] == "auto" and data.draw(st.booleans()):
+        params["solver"] = "eigen"
+    model, warned = _fit_or_clear_error(AdamStarNTKRegressor(**params), X, y,
+                                        sample_weight=weight)
+    if model is None:
+        return
+    rows = np.vstack([X, X[::-1] * 0.5])  # the training rows and rows among them
+    try:
+        pred = model.predict(rows)
+    except ValueError as exc:  # only the magnitude of the rows may be refused
+        assert "Standardise X" in str(exc) or "overflow" in str(exc), exc
+        return
+    if warned:  # told that the rows are far too large: finite is all we ask
+        assert np.all(np.isfinite(pred))
+    else:
+        _assert_sane(pred, y)
+
+
+@st.composite
+def classification_problems(draw):
+    n = draw(st.integers(4, 24))
+    d = draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    X = rng.standard_normal((n, d)) * 10.0 ** draw(st.sampled_from([0, 0, -3, 3, 200]))
+    n_classes = draw(st.integers(2, 4))
+    labels = draw(st.sampled_from([np.arange(n_classes), np.array(["b", "a", "c", "d"]),
+                                   np.array([-1.5, 2.0, 7.0, 9.0])]))[:n_classes]
+    codes = np.arange(n) % n_classes
+    rng.shuffle(codes)
+    weight = rng.choice([0.0, 1.0, 2.0], size=n) if draw(st.booleans()) else None
+    return X, labels[codes], weight
+
+
+@given(problem=classification_problems(), data=st.data())
+@settings(max_examples=_examples(100), **FUZZ)
+def test_property_classifier_fits_sanely_or_says_why(problem, data):
+    X, y, weight = problem
+    params = _network_params(data.draw, X)
+    if params["solver"] == "eigen":
+        params["solver"] = "dual"
+    model, _ = _fit_or_clear_error(AdamStarNTKClassifier(**params), X, y,
+                                   sample_weight=weight)
+    if model is None:
+        return
+    proba = model.predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.all(np.isfinite(model.decision_function(X)))
+    assert set(model.predict(X)) <= set(model.classes_)
+    assert np.all(np.isfinite(model.predict_log_proba(X)))
+
+
+@given(data=st.data())
+@settings(max_examples=_examples(60), **FUZZ)
+def test_property_kernel_functions_are_finite_or_say_why(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n, d = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
+    dtype = data.draw(st.sampled_from([np.float64, np.float32]))
+    exponent = data.draw(st.sampled_from(
+        [0, -30, 15, 100, 150, 160, 300] if dtype == np.float64 else [0, -30, 15, 19, 30]))
+    X = (rng.standard_normal((n, d)) * 10.0**exponent).astype(dtype)
+    params = dict(kernel=data.draw(st.sampled_from(["nngp", "ntk"])),
+                  activation=data.draw(st.sampled_from(["relu", "erf"])),
+                  depth=data.draw(st.integers(1, 4)),
+                  weight_variance=data.draw(st.sampled_from([0.5, 2.0, 1e10])),
+                  bias_variance=data.draw(st.sampled_from([0.0, 1.0])))
+    for function, kwargs in [(network_kernel, params), (network_kernel_diag, params),
+                             (arccos_kernel, dict(degree=data.draw(st.integers(0, 2))))]:
+        try:
+            # Underflow to zero is harmless; overflow or NaN would not be.
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                K = function(X, **kwargs)
+        except ValueError as exc:
+            assert re.match(f"{function.__name__}: .* (overflows|reaches)", str(exc))
+            continue
+        assert np.all(np.isfinite(K)), (function.__name__, K)
