@@ -623,8 +623,8 @@ _PARAMETERS_DOC = """
         from zero are confined to a Krylov subspace of that dimension, and
         its eigenbasis, built from ``max_iter + 1`` products with the Gram
         matrix (about one dual fit), replaces the eigensolve exactly. The
-        decomposition is kept in this process (under a quarter of the
-        available memory) and reused by later fits on the same kernel,
+        decomposition is kept in this process (512 MiB in all by default,
+        see ``set_eigen_cache_size``) and reused by later fits on the same kernel,
         training rows and sample weights, e.g. every setting of a grid
         search over the optimizer within one cross-validation fold, or a
         ``warm_start`` refit. ``"primal"``: finite width only, the network's

@@ -338,7 +338,8 @@ class EigenTrainer:
         if not self._path:
             return np.zeros((0, n, k), dtype=Q.dtype)
         alphas = np.stack([alpha for alpha, _, _ in self._path], axis=1)  # (r, T, k)
-        path = (Q @ alphas.reshape(r, len(self._path) * k)).reshape(n, len(self._path), k)
+        T = len(self._path)
+        path = (Q @ alphas.reshape(r, T * k)).reshape(n, T, k)
         path *= self._decomposition.sqrt_weight[:, None, None]
         path = np.ascontiguousarray(path.transpose(1, 0, 2))
         for e, (_, gamma, beta) in enumerate(self._path):

@@ -266,7 +266,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             Predictions, 1-D when ``y`` was 1-D at fit.
         """
         model, F = self._raw_predict(X)
-        return finite_outputs(self._to_prediction(F, model.targets), type(self).__name__)
+        return finite_outputs(self._to_prediction(F, model.targets),
+                              type(self).__name__)
 
     def staged_predict(self, X):
         """Predictions after each epoch of the last call to ``fit`` or ``partial_fit``.

@@ -71,7 +71,7 @@ def _eigh_drivers(n, dtype):
 
 
 def _failure(driver, exc=None):
-    return f"{driver}: {exc}" if exc is not None else f"{driver}: non-finite eigenvalues"
+    return f"{driver}: {exc if exc is not None else 'non-finite eigenvalues'}"
 
 
 def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):

@@ -41,7 +41,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 # Hypothesis keeps files in ./.hypothesis by default (it reads this module's
 # constants as soon as the tests below are decorated): not in the tree.
-set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "sklearn_adamntk-hypothesis"))
+set_hypothesis_home_dir(
+    os.path.join(tempfile.gettempdir(), "sklearn_adamntk-hypothesis"))
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,8 @@ def test_a_huge_but_finite_kernel_warns(data, scale):
         AdamStarNTKRegressor(max_iter=5).fit(10 * X, y)
 
 
-@pytest.mark.parametrize("function", [network_kernel, network_kernel_diag, arccos_kernel])
+@pytest.mark.parametrize("function",
+                         [network_kernel, network_kernel_diag, arccos_kernel])
 def test_kernel_functions_raise_instead_of_returning_inf(function):
     X = np.array([[1e300, 1.0], [1.0, 2.0]])
     with pytest.raises(ValueError, match=f"{function.__name__}: .*overflows"):
@@ -269,13 +271,14 @@ def test_mixed_label_types_get_a_value_error(data):
      * np.outer(*2 * [np.linalg.eigh(K)[1][:, -1]]), "eigenvalue at or below"),
 ])
 @pytest.mark.parametrize("solver", ["dual", "eigen"])
-def test_a_precomputed_matrix_that_is_no_gram_matrix_is_rejected(data, make_bad, match,
-                                                                  solver):
+def test_a_precomputed_matrix_that_is_no_gram_matrix_is_rejected(
+        data, make_bad, match, solver):
     X, y = data
     K = network_kernel(X)
     bad = make_bad(K)
     assert np.linalg.eigvalsh(0.5 * (bad + bad.T))[0] < -1e-3
-    with pytest.raises(ValueError, match=f"positive semi-definite Gram matrix .*{match}"):
+    with pytest.raises(ValueError,
+                       match=f"positive semi-definite Gram matrix .*{match}"):
         AdamStarNTKRegressor(kernel="precomputed", solver=solver).fit(bad, y)
     # A Gram matrix passes, float32 too.
     AdamStarNTKRegressor(kernel="precomputed", solver=solver, max_iter=5).fit(K, y)
@@ -411,7 +414,8 @@ def test_prediction_blocks_are_counted(data, monkeypatch):
     X, y = data
     model = AdamStarNTKRegressor(width=4000, solver="dual", max_iter=3).fit(X, y)
     monkeypatch.setattr(_backend, "available_memory_bytes", lambda: 2**20)
-    with pytest.raises(MemoryError, match="predicting in blocks of 30 rows.*fewer rows"):
+    with pytest.raises(MemoryError,
+                       match="predicting in blocks of 30 rows.*fewer rows"):
         model.predict(X)
 
 
@@ -471,6 +475,8 @@ FUZZ = dict(deadline=None, derandomize=_HUNT == 1, database=None,
 
 def _examples(n):
     return int(n * _HUNT)
+
+
 # How much larger than the targets' spread a prediction may be.  Stable
 # settings stay well inside; 1e3 is room for an oscillating ADAM* at a large
 # learning rate, not for an overflow.
@@ -498,7 +504,8 @@ def regression_problems(draw):
     # the documented behaviour of every Adam.
     y_scale = 10.0 ** draw(st.sampled_from(
         [0, 0, -15, 5, -300, 200, 300] if normalize_y else [0, 0, 5, 200, 300]))
-    target = draw(st.sampled_from(["signal", "signal", "constant", "zero", "2 outputs"]))
+    target = draw(st.sampled_from(
+        ["signal", "signal", "constant", "zero", "2 outputs"]))
     if target == "signal":
         y = (np.sin(X[:, 0] / x_scale) + 0.1 * rng.standard_normal(n)) * y_scale
     elif target == "constant":
@@ -593,8 +600,8 @@ def _assert_sane(pred, y):
     # Relative to the targets' spread and magnitude (an untrained model
     # predicts zero).
     bound = SANE * (spread + np.abs(center)) + 1e-300
-    assert np.all(np.abs(pred - center) <= bound), (np.max(np.abs(pred - center)),
-                                                     bound)
+    excess = np.abs(pred - center)
+    assert np.all(excess <= bound), (np.max(excess), bound)
 
 
 @given(problem=regression_problems(), data=st.data())
@@ -662,7 +669,8 @@ def test_property_kernel_functions_are_finite_or_say_why(data):
     n, d = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
     dtype = data.draw(st.sampled_from([np.float64, np.float32]))
     exponent = data.draw(st.sampled_from(
-        [0, -30, 15, 100, 150, 160, 300] if dtype == np.float64 else [0, -30, 15, 19, 30]))
+        [0, -30, 15, 100, 150, 160, 300] if dtype == np.float64
+        else [0, -30, 15, 19, 30]))
     X = (rng.standard_normal((n, d)) * 10.0**exponent).astype(dtype)
     params = dict(kernel=data.draw(st.sampled_from(["nngp", "ntk"])),
                   activation=data.draw(st.sampled_from(["relu", "erf"])),
@@ -670,7 +678,8 @@ def test_property_kernel_functions_are_finite_or_say_why(data):
                   weight_variance=data.draw(st.sampled_from([0.5, 2.0, 1e10])),
                   bias_variance=data.draw(st.sampled_from([0.0, 1.0])))
     for function, kwargs in [(network_kernel, params), (network_kernel_diag, params),
-                             (arccos_kernel, dict(degree=data.draw(st.integers(0, 2))))]:
+                             (arccos_kernel,
+                              dict(degree=data.draw(st.integers(0, 2))))]:
         try:
             # Underflow to zero is harmless; overflow or NaN would not be.
             with np.errstate(over="raise", invalid="raise", divide="raise"):

@@ -6,7 +6,6 @@ parallel call, and the decision to cache compiled code on disk at import.
 """
 
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from sklearn.datasets import make_regression
 
 import sklearn_adamntk
-from sklearn_adamntk import AdamStarNTKClassifier, AdamStarNTKRegressor, _jit
+from sklearn_adamntk import AdamStarNTKRegressor, _jit
 
 PACKAGE_DIR = os.path.dirname(sklearn_adamntk.__file__)
 ROOT = os.path.dirname(PACKAGE_DIR)

@@ -93,8 +93,8 @@ def test_a_smoke_run_without_out_leaves_the_committed_report_alone(
     for path, content in committed.items():
         assert path.read_bytes() == content, path
     (folder,) = tmp_path.glob("width_experiment-*")
-    assert sorted(p.name for p in folder.iterdir()) == ["WIDTH.md",
-                                                       "width_experiment.png"]
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["WIDTH.md", "width_experiment.png"]
     assert f"in {folder}" in capsys.readouterr().out
 
 
