@@ -246,6 +246,23 @@ def test_changing_the_model_between_partial_fit_calls_says_so(data, change, widt
     np.testing.assert_array_equal(model.predict(X), before)
 
 
+def test_rules_between_parameters_name_the_estimator(data):
+    X, y = data
+    # It failed inside the optimizer's settings, without the estimator's name.
+    with pytest.raises(ValueError, match="AdamStarNTKRegressor: learning_rate_init "
+                                         r"\* weight_decay must be below 1"):
+        AdamStarNTKRegressor(learning_rate_init=2.0, weight_decay=0.5).fit(X, y)
+    # Scikit-learn's scorer failed on a validation split with no weight.
+    weight = np.zeros(len(y))
+    weight[0] = 1.0
+    for Estimator, target in ((AdamStarNTKRegressor, y),
+                              (AdamStarNTKClassifier, y > 0)):
+        with pytest.raises(ValueError, match="rows of the early-stopping split have "
+                                             "no positive sample_weight"):
+            Estimator(early_stopping=True, random_state=0).fit(
+                X, target, sample_weight=weight)
+
+
 def test_mixed_label_types_get_a_value_error(data):
     X, _ = data
     labels = np.array(["a", 1] * 15, dtype=object)
