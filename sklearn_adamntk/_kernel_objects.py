@@ -279,14 +279,23 @@ class RandomNetworkFeatures(
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return network_features(
-            self.network_,
-            X,
-            kernel="nngp",
-            activation=self.activation,
-            weight_variance=self.weight_variance,
-            bias_variance=self.bias_variance,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            features = network_features(
+                self.network_,
+                X,
+                kernel="nngp",
+                activation=self.activation,
+                weight_variance=self.weight_variance,
+                bias_variance=self.bias_variance,
+            )
+        if not np.all(np.isfinite(features)):
+            raise ValueError(
+                f"{type(self).__name__}: the network's features of X overflow "
+                f"(the largest |entry| of X is {np.max(np.abs(X)):.3g}, with "
+                f"weight_variance={self.weight_variance!r} and depth="
+                f"{self.depth!r}). Standardise X or lower weight_variance."
+            )
+        return features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -309,6 +309,14 @@ def test_random_network_features_need_a_positive_weight_variance(data):
         RandomNetworkFeatures(width=4, weight_variance=0).fit(X)
 
 
+def test_random_network_features_that_overflow_say_so(data):
+    X, _ = data
+    features = RandomNetworkFeatures(width=8, depth=3, weight_variance=1e300,
+                                     random_state=0).fit(X)
+    with pytest.raises(ValueError, match="features of X overflow.*Standardise X"):
+        features.transform(X)
+
+
 # --------------------------------------------------------------------------
 # 7. The caller's array is not the model
 # --------------------------------------------------------------------------
