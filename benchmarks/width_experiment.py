@@ -36,14 +36,18 @@ Run::
     python benchmarks/width_experiment.py --quick    # a smoke run (1 seed, fewer rows)
 
 It prints a markdown table and writes ``WIDTH.md`` and ``width_experiment.png``
-beside this script (``--out DIR`` to write elsewhere). The plot needs
-matplotlib (the package's ``plot`` extra).
+beside this script (``--out DIR`` to write elsewhere). A ``--quick`` or
+``--smoke`` run writes into a new temporary folder instead, whose name it
+prints, unless ``--out`` names one: the committed table, its written reading
+and the figure README shows stay as they are. The plot needs matplotlib (the
+package's ``plot`` extra).
 """
 
 import argparse
 import math
 import os
 import platform
+import tempfile
 import time
 import warnings
 
@@ -460,8 +464,10 @@ def main(argv=None):
                         help="one seed, 600 rows, 40 epochs (about a minute)")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds: widths 16 and inf, 3 epochs, 120 rows (tests)")
-    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)),
-                        help="folder for WIDTH.md and width_experiment.png")
+    parser.add_argument("--out", default=None,
+                        help="folder for WIDTH.md and width_experiment.png "
+                             "(default: beside this script for the full run, a new "
+                             "temporary folder for --quick and --smoke)")
     args = parser.parse_args(argv)
     if args.smoke:
         settings = {"seeds": (0,), "epochs": 3, "max_rows": 120, "widths": (16, None)}
@@ -479,12 +485,18 @@ def main(argv=None):
     print()
     print(table)
     print(f"({seconds:.0f} s in all)")
-    os.makedirs(args.out, exist_ok=True)
-    plot(records, os.path.join(args.out, "width_experiment.png"))
+    out = args.out
+    if out is None and (args.quick or args.smoke):
+        out = tempfile.mkdtemp(prefix="width_experiment-")
+    elif out is None:
+        out = os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(out, exist_ok=True)
+    plot(records, os.path.join(out, "width_experiment.png"))
     write_report(
-        os.path.join(args.out, "WIDTH.md"), table, command, settings, seconds,
+        os.path.join(out, "WIDTH.md"), table, command, settings, seconds,
         keep_reading=not (args.quick or args.smoke),
     )
+    print(f"Wrote WIDTH.md and width_experiment.png in {out}")
     return 0
 
 

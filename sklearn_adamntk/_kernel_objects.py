@@ -37,7 +37,7 @@ from ._random_network import draw_network, network_features
 _ARCHITECTURE_CONSTRAINTS = {
     "activation": [StrOptions({"relu", "erf"})],
     "depth": [Interval(Integral, 1, None, closed="left")],
-    "weight_variance": [Interval(Real, 0, None, closed="left")],
+    "weight_variance": [Interval(Real, 0, None, closed="neither")],
     "bias_variance": [Interval(Real, 0, None, closed="left")],
 }
 
@@ -393,14 +393,22 @@ class RandomNetworkFeatures(
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        features = network_features(
-            self.network_,
-            X,
-            kernel="nngp",
-            activation=self.activation,
-            weight_variance=self.weight_variance,
-            bias_variance=self.bias_variance,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below
+            features = network_features(
+                self.network_,
+                X,
+                kernel="nngp",
+                activation=self.activation,
+                weight_variance=self.weight_variance,
+                bias_variance=self.bias_variance,
+            )
+        if not np.all(np.isfinite(features)):
+            raise ValueError(
+                f"{type(self).__name__}: the network's features of X overflow "
+                f"(the largest |entry| of X is {np.max(np.abs(X)):.3g}, with "
+                f"weight_variance={self.weight_variance!r} and depth="
+                f"{self.depth!r}). Standardise X or lower weight_variance."
+            )
         if self.bias_variance == 0:
             features = np.ascontiguousarray(features[:, :-1])
         return features

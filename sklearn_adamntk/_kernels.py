@@ -41,6 +41,8 @@ from numba.core import types
 from numba.extending import overload
 from threadpoolctl import ThreadpoolController
 
+from ._jit import CACHE
+
 KERNELS = ("nngp", "ntk")
 ACTIVATIONS = ("relu", "erf")
 ARCCOS_DEGREES = (0, 1, 2)
@@ -97,7 +99,7 @@ _N_DERIVATIVES = len(HYPERPARAMETERS)
 # 10-20 % off the pass; nothing is reassociated and NaN/inf semantics are
 # kept.  error_model="numpy" drops Python's division checks, which would
 # stop the loops from vectorising.
-_FUSED = dict(cache=True, error_model="numpy", fastmath={"contract"})
+_FUSED = dict(cache=CACHE, error_model="numpy", fastmath={"contract"})
 _INLINE = dict(_FUSED, inline="always")
 
 
@@ -171,7 +173,7 @@ def _arcsin(x):
     return r if x >= _typed(x, 0.0) else -r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _row_sq_norms(X):
     """Squared row norms, accumulated in float64 in a fixed order."""
     n, d = X.shape
@@ -185,7 +187,7 @@ def _row_sq_norms(X):
     return sq
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _row_tables(sq, scale, sw2, sb2, depth, activation, degree):
     """Diagonal recursion per row: the per-layer numbers the fused pass needs.
 
@@ -544,7 +546,7 @@ def _fused_rows(out, r0, r1, tx, ty, coef, codes):
             _segment(row, j0, m, s_buf, t_buf, tx, i, ty, coef, codes)
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _lower_tiles(r0, r1):
     """Tiles of rows ``r0:r1`` of the lower triangle, as one flat list.
 

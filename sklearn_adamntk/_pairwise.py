@@ -20,6 +20,7 @@ from ._kernels import (
     kernel_matrix,
     kernel_matrix_with_gradient,
 )
+from ._magnitude import arccos_scale_error, kernel_scale_error
 
 _ARRAYS = {
     # Sparse input is let through parameter validation so that check_array
@@ -60,6 +61,22 @@ def _check_arrays(X, Y):
         X = X.astype(np.float64)
         Y = Y.astype(np.float64)
     return X, Y
+
+
+def _check_scale(function, X, Y, **params):
+    """A clear error, before any work, where the kernel would overflow."""
+    for rows, name in ((X, "X"), (Y, "Y")):
+        if rows is None:
+            continue
+        if "degree" in params:
+            message = arccos_scale_error(rows, params["degree"], name)
+        else:
+            message = kernel_scale_error(
+                rows, params, training=False, what=name,
+                advice="Standardise the rows (e.g. StandardScaler) or lower "
+                "weight_variance.")
+        if message:
+            raise ValueError(f"{function}: {message}")
 
 
 def _gram_setup(X, Y, working_memory, n_gradients=None):
@@ -152,6 +169,9 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
            [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
+    _check_scale("network_kernel", X, Y, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
     device = _backend.resolve_device(device)
     block_rows = _gram_setup(X, Y, working_memory)
     if device == "cuda":
@@ -211,6 +231,9 @@ def network_kernel_diag(X, *, kernel="ntk", activation="relu", depth=1,
     True
     """
     X, _ = _check_arrays(X, None)
+    _check_scale("network_kernel_diag", X, None, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
     with _backend.numba_threads(n_jobs):
         return kernel_diag(X, kernel=kernel, activation=activation, depth=depth,
                            weight_variance=weight_variance, bias_variance=bias_variance)
@@ -268,6 +291,7 @@ def arccos_kernel(X, Y=None, *, degree=1, working_memory=None, n_jobs=None):
            [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
+    _check_scale("arccos_kernel", X, Y, degree=int(degree))
     block_rows = _gram_setup(X, Y, working_memory)
     with _backend.numba_threads(n_jobs):
         return arccos_matrix(X, Y, degree=int(degree), block_rows=block_rows)
@@ -288,6 +312,9 @@ def _network_kernel_with_gradient(X, *, kernel, activation, depth, weight_varian
     K_gradient : ndarray of shape (n_samples, n_samples, len(wrt))
     """
     X, _ = _check_arrays(X, None)
+    _check_scale("NetworkKernel", X, None, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
     block_rows = _gram_setup(X, None, working_memory, n_gradients=len(wrt))
     with _backend.numba_threads(n_jobs):
         return kernel_matrix_with_gradient(

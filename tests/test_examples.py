@@ -59,6 +59,25 @@ def test_there_are_examples():
     assert EXAMPLES
 
 
+WRITES = re.compile(r"savefig|write_text|write_bytes|open\([^)]*[\"'][wax]b?[\"']"
+                    r"|np\.save|to_csv|tofile")
+BENCHMARKS = sorted((EXAMPLE_DIR.parent / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES + BENCHMARKS, ids=lambda path: path.name)
+def test_scripts_write_files_only_where_told(path):
+    # A smoke run of any script writes only to a temporary or explicitly
+    # named place.  The scripts that write at all, and how that is tested:
+    # the examples' figures (--save PATH, above) and the width experiment's
+    # report (a temporary folder for --quick and --smoke,
+    # test_width_experiment.py).  Everything else prints.
+    allowed = {"width_experiment.py", *(p.name for p in EXAMPLES if _draws(p))}
+    # /proc/self/clear_refs resets the peak-memory counter (benchmarks/_common).
+    writes = [line for line in path.read_text().splitlines()
+              if WRITES.search(line) and "/proc/self/clear_refs" not in line]
+    assert not writes or path.name in allowed, writes
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
 def test_example_runs(path, capsys, monkeypatch, tmp_path):

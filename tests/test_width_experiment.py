@@ -79,6 +79,25 @@ def test_main_smoke_writes_the_report_and_the_plot(experiment, tmp_path, capsys)
     assert "| MLP, Adam (all layers) |" in report
 
 
+def test_a_smoke_run_without_out_leaves_the_committed_report_alone(
+    experiment, tmp_path, capsys, monkeypatch
+):
+    # A --quick run used to overwrite benchmarks/WIDTH.md (and its written
+    # reading) and the figure README shows.
+    pytest.importorskip("matplotlib")
+    committed = {path: path.read_bytes() for path in
+                 (SCRIPT.parent / "WIDTH.md", SCRIPT.parent / "width_experiment.png")}
+    monkeypatch.setattr(experiment.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert experiment.main(["--smoke"]) == 0
+    for path, content in committed.items():
+        assert path.read_bytes() == content, path
+    (folder,) = tmp_path.glob("width_experiment-*")
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["WIDTH.md", "width_experiment.png"]
+    assert f"in {folder}" in capsys.readouterr().out
+
+
 def test_kernel_rows_share_the_network_and_differ_only_in_the_optimizer(experiment):
     # The frozen-Adam, SGD and ADAM* rows must train the same random network
     # on the same kernel for a given seed, so that the rows differ only in
