@@ -72,7 +72,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "solver": [StrOptions({"auto", "dual", "eigen", "primal"})],
+        "solver": [StrOptions({"auto", "dual", "eigen", "primal", "streamed"})],
         # "cuda" without a GPU is an error: there is no silent fallback.
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "n_jobs": [Integral, None],
@@ -166,9 +166,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 f"{name}: optimizer='adam' trains the weights themselves and "
                 f"needs solver='primal' or 'auto', got solver={self.solver!r}."
             )
-        if self.solver == "primal" and self.width is None:
+        if self.solver in ("primal", "streamed") and self.width is None:
             raise ValueError(
-                f"{name}: solver='primal' trains the weights of a finite "
+                f"{name}: solver={self.solver!r} trains the weights of a finite "
                 "network; set an int width, or use solver='dual' or 'eigen'."
             )
         if self.solver == "eigen":

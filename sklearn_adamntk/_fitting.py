@@ -101,7 +101,7 @@ class TrainingProblem:
     spec : NetworkSpec
     settings : OptimizerSettings
     schedule : Schedule
-    solver : {"auto", "dual", "eigen", "primal"}
+    solver : {"auto", "dual", "eigen", "primal", "streamed"}
     device : {"cpu", "cuda", "auto"}
     n_jobs : int or None
     random_state : int, RandomState or None
@@ -209,7 +209,7 @@ def _fit(problem, previous):
     cache_key = _early_cache_key(problem, train_rows, full_batch)
     if continuing:
         resume = previous
-        solver = "primal" if previous.solver == "primal" else "dual"
+        solver = previous.solver if previous.form == "primal" else "dual"
     else:
         solver = _solvers.resolve_solver(problem, n_train, targets.Y.shape[1],
                                          targets.loss, full_batch, cache_key)
@@ -217,7 +217,7 @@ def _fit(problem, previous):
         if resume is not None:
             # The coefficients live in the previous target encoding.
             targets = problem.resume_targets
-    form = "primal" if solver == "primal" else "dual"
+    form = _solvers.form_of(solver)
     network = _network(problem, resume)
     # A resumed fit continues the previous shuffling stream (a copy, so that
     # a failed fit leaves the previous model exactly as it was).
@@ -365,7 +365,7 @@ def _resumable(problem, previous, solver, train_rows):
     """The previous model, if ``warm_start`` may continue it, else None."""
     if not problem.warm_start or previous is None or problem.resume_targets is None:
         return None
-    form = "primal" if solver == "primal" else "dual"
+    form = _solvers.form_of(solver)
     if previous.model_key != _model_key(problem, problem.X, form):
         return None
     # Weights of a finite network continue on any rows; dual coefficients

@@ -1,8 +1,9 @@
 """The solvers by name: the cost model that picks one, and how each is set up.
 
 ``"dual"`` (:mod:`._dual`), ``"eigen"`` (:mod:`._eigen` on a decomposition of
-:mod:`._spectral`) and ``"primal"`` (:mod:`._primal`) compute the same model
-(DESIGN 3).  :func:`choose_solver` picks the cheapest for one fit;
+:mod:`._spectral`), ``"primal"`` (:mod:`._primal`) and ``"streamed"``
+(:mod:`._streamed`, the primal form with features recomputed every epoch)
+compute the same model (DESIGN 3).  :func:`choose_solver` picks the cheapest for one fit;
 :func:`build_trainer` builds the chosen trainer for a training problem of
 :mod:`._fitting`: the training Gram matrix (on the GPU for ``device="cuda"``)
 or the network's features, after a memory check that fails fast; the
@@ -26,8 +27,14 @@ from ._optimizer import OPTIMIZERS
 from ._primal import PrimalTrainer
 from ._random_network import n_feature_columns, network_features
 from ._spectral import eigen_decomposition, krylov_decomposition, krylov_pays
+from ._streamed import FeatureMap, StreamedOperator, StreamedTrainer
 
-SOLVERS = ("dual", "eigen", "primal")
+SOLVERS = ("dual", "eigen", "primal", "streamed")
+
+# "auto" stores the features (or the Gram matrix) of a finite network only
+# when they take at most this fraction of the available memory; beyond it,
+# the streamed solver recomputes the features every epoch instead.
+_STORED_MEMORY_FRACTION = 0.5
 
 # Cost of a symmetric eigendecomposition in units of the flops of a
 # matrix-vector product at the speed BLAS streams a Gram matrix: eigh(K) takes
@@ -40,8 +47,14 @@ SOLVERS = ("dual", "eigen", "primal")
 _EIGH_COST = 4.0
 
 
+def form_of(solver):
+    """``"primal"`` (readout weights) or ``"dual"`` (coefficients over rows)."""
+    return "primal" if solver in ("primal", "streamed") else "dual"
+
+
 def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
-                  optimizer, max_iter, eigen_cached=False):
+                  optimizer, max_iter, eigen_cached=False, memory_budget=None,
+                  itemsize=8):
     """Pick the cheapest exact solver for one fit.
 
     Cost model, in flops (a multiply-add counts 2), with ``N = n_samples``,
@@ -68,6 +81,12 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
 
     ``optimizer="adam"`` has no kernel form and always gives ``"primal"``.
 
+    - ``"streamed"`` (finite width only): the primal model with each epoch's
+      features recomputed from ``X``, ``T * (4 N P k + the forward pass)``,
+      memory ``O(block P)``.  Never cheaper than ``"primal"``; chosen when
+      the array of the cheapest stored solver (``N P`` features, one or two
+      ``N x N`` matrices) exceeds ``memory_budget``.
+
     Parameters
     ----------
     n_samples, n_outputs : int
@@ -82,16 +101,21 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     eigen_cached : bool, default=False
         Whether the eigendecomposition of this training Gram matrix is
         already available.
+    memory_budget : float or None, default=None
+        Bytes a finite network's stored solver may hold; ``None``: no limit.
+    itemsize : int, default=8
+        Bytes per entry (4 for float32 data).
 
     Returns
     -------
-    solver : {"dual", "eigen", "primal"}
+    solver : {"dual", "eigen", "primal", "streamed"}
     """
     _check_loss(loss)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
     if optimizer == "adam":
-        return "primal"
+        return _within_budget("primal", n_samples, n_feature_columns, memory_budget,
+                              itemsize)
     n, k, epochs = float(n_samples), float(n_outputs), float(max_iter)
     gram = 0.0 if n_feature_columns is None else 2.0 * n * n * float(n_feature_columns)
     costs = {"dual": gram + epochs * 2.0 * n * n * k}
@@ -105,7 +129,19 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
         costs["eigen"] = setup + 6.0 * n * n * k + epochs * 10.0 * n * k
     if n_feature_columns is not None and n_feature_columns <= n_samples:
         costs["primal"] = epochs * 4.0 * n * float(n_feature_columns) * k
-    return min(costs, key=costs.get)
+    return _within_budget(min(costs, key=costs.get), n_samples, n_feature_columns,
+                          memory_budget, itemsize)
+
+
+def _within_budget(solver, n_samples, n_feature_columns, memory_budget, itemsize):
+    """``solver``, or ``"streamed"`` when a finite network's stored array is too big."""
+    if n_feature_columns is None or memory_budget is None:
+        return solver
+    n = float(n_samples)
+    held = {"primal": n * n_feature_columns, "dual": n * n, "eigen": 2.0 * n * n}
+    if held[solver] * itemsize > memory_budget:
+        return "streamed"
+    return solver
 
 
 # --------------------------------------------------------------------------
@@ -152,6 +188,8 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
     if problem.online:
         # Online training keeps adding rows: the weights of a finite network
         # do not grow with them, the dual coefficients do.
+        if problem.spec.width is not None and problem.solver == "streamed":
+            return "streamed"
         if problem.spec.width is not None and problem.solver in ("auto", "primal"):
             return "primal"
         return "dual"
@@ -159,6 +197,7 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         return "dual"  # the one solver of the CUDA backend
     if problem.solver != "auto":
         return problem.solver
+    available = _backend.available_memory_bytes()
     return choose_solver(
         n_samples=n_train,
         n_outputs=n_outputs,
@@ -168,6 +207,8 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         optimizer=problem.settings.optimizer,
         max_iter=problem.schedule.max_iter,
         eigen_cached=eigen_key is not None and _eigen_cache.get(eigen_key) is not None,
+        memory_budget=None if available is None else _STORED_MEMORY_FRACTION * available,
+        itemsize=problem.X.dtype.itemsize,
     )
 
 
@@ -218,13 +259,15 @@ def check_memory(problem, solver, n_train, *, cached=False):
 
 def _check_allocations(problem, solver, n_train):
     itemsize = problem.X.dtype.itemsize
+    if solver == "streamed":
+        return  # one block of features: a few MiB
     if solver == "primal":
         n_columns = feature_columns(problem)
         _backend.check_allocation(
             n_train * n_columns * itemsize,
             f"the {n_train} x {n_columns} feature matrix of the network",
-            "use a smaller width, kernel='nngp' (width + 1 features), or "
-            "float32 input",
+            "use solver='streamed' (the features recomputed every epoch), a "
+            "smaller width, kernel='nngp' (width + 1 features), or float32 input",
         )
         return
     # eigen weights the Gram matrix in place and adds the eigenvectors.
@@ -245,7 +288,7 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     Parameters
     ----------
     problem : TrainingProblem
-    solver : {"dual", "eigen", "primal"}
+    solver : {"dual", "eigen", "primal", "streamed"}
     targets : Targets
         The encoded targets this fit trains on.
     split : (train_rows, val_rows)
@@ -278,6 +321,9 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     if solver == "primal":
         return _primal_setup(problem, Y, targets.loss, rows, val_rows, resume,
                              network)
+    if solver == "streamed":
+        return _streamed_setup(problem, Y, targets.loss, rows, val_rows, resume,
+                               network)
     if continuing:
         return _online_dual_setup(problem, resume, Y, targets.loss, network)
     coef = state = None
@@ -322,6 +368,24 @@ def _primal_setup(problem, Y, loss, rows, val_rows, resume, network):
     validation_operator = None
     if val_rows is not None:
         validation_operator = _features(problem, problem.X[val_rows], network)
+    return TrainerSetup(trainer, validation_operator)
+
+
+def _streamed_setup(problem, Y, loss, rows, val_rows, resume, network):
+    features = FeatureMap(network, **problem.spec.kernel_params())
+    trainer = StreamedTrainer(
+        problem.X[rows],
+        features,
+        Y[rows],
+        problem.settings,
+        loss,
+        sample_weight=problem.sample_weight[rows],
+        coef=None if resume is None else resume.coef,
+        state=None if resume is None else resume.state,
+    )
+    validation_operator = None
+    if val_rows is not None:
+        validation_operator = StreamedOperator(features, problem.X[val_rows])
     return TrainerSetup(trainer, validation_operator)
 
 

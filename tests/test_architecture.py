@@ -14,7 +14,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "sklearn_adamntk"
 # What the network computes, and how the readout learns: NumPy, SciPy, Numba.
 KERNEL_CORE = ["_kernels", "_random_network"]
 TRAINING_CORE = ["_losses", "_optimizer", "_inputs", "_batch", "_dual", "_primal",
-                 "_eigen", "_spectral", "_eigen_cache", "_cuda", "_cuda_dual"]
+                 "_streamed", "_eigen", "_spectral", "_eigen_cache", "_cuda",
+                 "_cuda_dual"]
 # The engine, and the validated kernel functions, may use scikit-learn's
 # utilities, not its estimator machinery.
 ENGINE = ["_fitting", "_solvers", "_epochs", "_model", "_backend", "_pairwise"]
