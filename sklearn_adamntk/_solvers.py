@@ -3,13 +3,14 @@
 ``"dual"`` (:mod:`._dual`), ``"eigen"`` (:mod:`._eigen` on a decomposition of
 :mod:`._spectral`), ``"primal"`` (:mod:`._primal`) and ``"streamed"``
 (:mod:`._streamed`, the primal form with features recomputed every epoch)
-compute the same model (DESIGN 3).  :func:`choose_solver` picks the cheapest for one fit;
-:func:`build_trainer` builds the chosen trainer for a training problem of
-:mod:`._fitting`: the training Gram matrix (on the GPU for ``device="cuda"``)
-or the network's features, after a memory check that fails fast; the
-eigendecomposition from the process's cache (:mod:`._eigen_cache`) when it
-is there; the state of a resumed fit; the support set that online training
-grows.  No scikit-learn estimator machinery here.
+compute the same model (DESIGN 3).  :func:`choose_solver` picks the cheapest
+for one fit; :func:`build_trainer` builds the chosen trainer for a training
+problem of :mod:`._fitting`: the training Gram matrix (on the GPU for
+``device="cuda"``) or the network's features, after a memory check that fails
+fast; the eigendecomposition from the process's cache (:mod:`._eigen_cache`)
+when it is there; the state of a resumed fit; the support set that online
+training grows.  Training rows that live on a Dask cluster go to :mod:`._distributed`.
+No scikit-learn estimator machinery here.
 """
 
 import dataclasses
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import joblib
 import numpy as np
 
-from . import _backend, _eigen_cache
+from . import _backend, _distributed, _eigen_cache
 from ._dual import DualTrainer
 from ._eigen import EigenTrainer
 from ._losses import _check_loss
@@ -207,7 +208,8 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         optimizer=problem.settings.optimizer,
         max_iter=problem.schedule.max_iter,
         eigen_cached=eigen_key is not None and _eigen_cache.get(eigen_key) is not None,
-        memory_budget=None if available is None else _STORED_MEMORY_FRACTION * available,
+        memory_budget=(None if available is None
+                       else _STORED_MEMORY_FRACTION * available),
         itemsize=problem.X.dtype.itemsize,
     )
 
@@ -306,6 +308,10 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     -------
     TrainerSetup
     """
+    if _distributed.is_distributed(problem.X):
+        trainer, X_fit = _distributed.build_trainer(problem, solver, targets, resume,
+                                                    network)
+        return TrainerSetup(trainer, None, X_fit, problem.X.shape[0], 0)
     X = problem.X
     train_rows, val_rows = split
     Y = np.ascontiguousarray(targets.Y, dtype=X.dtype)

@@ -33,7 +33,6 @@ from ._random_network import (
     _data_dtype,
     _forward,
     n_feature_columns,
-    network_features,
 )
 
 # MiB of one block's features and temporaries.  A few MiB keep a block in

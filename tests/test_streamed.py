@@ -106,7 +106,8 @@ def test_streamed_trainer_is_the_stored_primal_trainer(loss, optimizer, batching
         expected = stored.run_epoch(batches)
         assert streamed.run_epoch(batches) == pytest.approx(expected, rel=1e-12)
     assert relative_error(streamed.coef, stored.coef) < 1e-10
-    assert relative_error(streamed.train_predictions(), stored.train_predictions()) < 1e-10
+    assert relative_error(streamed.train_predictions(),
+                          stored.train_predictions()) < 1e-10
     assert streamed.state.t == stored.state.t
     np.testing.assert_allclose(streamed.state.second_moment,
                                stored.state.second_moment, rtol=1e-10)
