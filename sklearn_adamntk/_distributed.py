@@ -240,8 +240,10 @@ def check_rows(X, name):
     if X.numblocks[1] > 1:
         X = X.rechunk({1: -1})
     dtype = np.float32 if X.dtype == np.float32 else np.float64
+    # Unoptimised, so that the chunks keep the keys (and tasks) that other
+    # computations on X, such as its targets, submit to the same cluster.
     checked = [dask.delayed(_checked_chunk, pure=True)(part, name)
-               for part in X.to_delayed().ravel()]
+               for part in X.to_delayed(optimize_graph=False).ravel()]
     executor = _executor(dask)
     chunks = executor.compute(checked)
     counts = executor.gather([executor.submit(_n_rows, chunk) for chunk in chunks])
