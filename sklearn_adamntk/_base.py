@@ -305,6 +305,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             resume_targets = self._encode_targets(
                 y, sample_weight, classes=classes, previous=previous.targets
             )
+        solver, device = self.solver, self.device
+        if _distributed.is_distributed(X):  # the workers' CPUs ("cuda" is refused)
+            solver, device = _distributed.solver_for(solver, self.width), "cpu"
         problem = TrainingProblem(
             X=X,
             targets=targets,
@@ -312,10 +315,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             spec=self._network_spec(),
             settings=self._optimizer_settings(),
             schedule=self._schedule(),
-            solver=_distributed.solver_for(self.solver, self.width)
-            if _distributed.is_distributed(X)
-            else self.solver,
-            device=self.device,
+            solver=solver,
+            device=device,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             warm_start=self.warm_start,

@@ -274,3 +274,14 @@ def test_a_missing_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     with pytest.raises(ImportError, match=r'pip install "sklearn_adamntk\[dask\]"'):
         dist._dask()
+
+
+def test_device_auto_trains_on_the_workers_cpus(regression, monkeypatch):
+    from sklearn_adamntk import _backend
+
+    # As on a machine with a GPU: "auto" would resolve to the GPU in process.
+    monkeypatch.setattr(_backend, "resolve_device",
+                        lambda device: "cpu" if device == "cpu" else "cuda")
+    _, y, X_dask = regression
+    model = AdamStarNTKRegressor(device="auto", max_iter=2).fit(X_dask, y)
+    assert model.device_ == "cpu" and model.solver_ == "dual"
