@@ -22,6 +22,9 @@ The data: ``X`` standard normal, ``y = x . beta / sqrt(d) + 0.5 sin(2 x_0)
 
 Run ``python benchmarks/bench_streamed.py`` (about 3 minutes here;
 ``--quick`` for N = 20000, width 128, a few seconds, writing nothing).
+``--blocks`` instead times one epoch against the blocked floor for several
+block sizes (N = 10^5, the same network), the measurement behind
+``_streamed.BLOCK_MIB``.
 """
 
 import argparse
@@ -136,6 +139,44 @@ def measure(config):
             "whole_floor_s": whole_s, "block_rows": block_rows, "r2": r2}
 
 
+BLOCK_SWEEP_MIB = (1, 2, 4, 8, 16, 32, 64)
+BLOCK_HEADERS = ["block (MiB)", "block rows", "epoch (s)", "floor, blocked (s)",
+                 "epoch / floor", "epoch / best epoch"]
+
+
+def block_sweep(n=100_000, d=16, width=1024, mibs=BLOCK_SWEEP_MIB, repeats=5):
+    """One epoch and its floor for each block size, repeats interleaved."""
+    from sklearn_adamntk._optimizer import OptimizerSettings
+    from sklearn_adamntk._random_network import draw_network
+    from sklearn_adamntk._streamed import FeatureMap, StreamedTrainer
+
+    X, _, y, _ = make_data(n, d, 0)
+    Y = ((y - y.mean()) / y.std()).astype(np.float32)[:, None]
+    features = FeatureMap(draw_network(d, width=width, depth=1, random_state=0),
+                          kernel="nngp", activation="relu", weight_variance=2.0,
+                          bias_variance=1.0)
+    W1 = np.ascontiguousarray(features.network.hidden_weights[0], dtype=np.float32)
+    L = Y / np.float32(n)
+    everything = [np.arange(n)]
+
+    def relu(H):
+        np.maximum(H, 0, out=H)
+
+    functions, blocks = [], []
+    for mib in mibs:
+        block_rows = features.block_rows(1, np.float32, mib)
+        trainer = StreamedTrainer(X, features, Y, OptimizerSettings("adam*", 1.0),
+                                  "squared", block_rows=block_rows)
+        functions += [lambda trainer=trainer: trainer.run_epoch(everything),
+                      lambda rows=block_rows: _floor(X, W1, L, rows, relu)]
+        blocks.append(block_rows)
+    times = median_times(functions, repeats=repeats)
+    best = min(times[0::2])
+    return [[mib, rows, fmt(epoch, 3), fmt(floor, 3), fmt(epoch / floor),
+             fmt(epoch / best)]
+            for mib, rows, epoch, floor in zip(mibs, blocks, times[0::2], times[1::2])]
+
+
 def run(config, limit=LIMIT_S, log=print):
     """Measure ``config`` in a fresh process; returns ``(rows, result)``."""
     command = [sys.executable, str(Path(__file__).resolve()), "--child",
@@ -167,12 +208,19 @@ def run(config, limit=LIMIT_S, log=print):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--blocks", action="store_true",
+                        help="time an epoch for several block sizes instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(_RESULT + json.dumps(measure(json.loads(args.child))), flush=True)
         return
     print(machine_summary())
+    if args.blocks:
+        n = 20_000 if args.quick else 100_000
+        print()
+        print(markdown_table(BLOCK_HEADERS, block_sweep(n=n)))
+        return
     rows, _ = run(QUICK if args.quick else FULL)
     print()
     print(markdown_table(HEADERS, rows))

@@ -90,7 +90,8 @@ class FeatureMap:
         """Rows per block so that one block's arrays fit in ``working_memory`` MiB."""
         width, depth = self.network.width, self.network.depth
         if self.kernel == "nngp":
-            per_row = width + 1  # one layer's output at a time
+            # a layer's output (and, below the first, its input)
+            per_row = (1 if depth == 1 else 2) * width + 1
         else:
             # inputs, deltas and derivatives of every layer, and the
             # (width x k) products of one layer at a time

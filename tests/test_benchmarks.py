@@ -212,6 +212,13 @@ def test_streamed_section_in_a_child_process():
     assert (full["n"], full["d"], full["width"], full["epochs"]) == (10**6, 16, 1024, 20)
 
 
+def test_streamed_block_sweep_rows():
+    rows = bench_streamed.block_sweep(n=2000, d=4, width=32, mibs=(1, 2), repeats=1)
+    assert [row[0] for row in rows] == [1, 2]
+    assert all(len(row) == len(bench_streamed.BLOCK_HEADERS) for row in rows)
+    assert min(float(row[-1]) for row in rows) == 1.0
+
+
 def test_dask_section_rows():
     pytest.importorskip("distributed")
     cases = {"dual": dict(n=120, d=3, chunk=50, epochs=2, dtype="float64",
