@@ -25,7 +25,6 @@ from sklearn.utils.validation import (
 )
 
 from . import _distributed
-
 from ._callbacks import HAS_CALLBACKS, CallbackSupportMixin, SklearnCallbacks
 from ._fitting import Schedule, TrainingProblem, fit_model
 from ._model import (

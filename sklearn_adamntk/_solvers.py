@@ -80,7 +80,8 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
       features take no more memory than the Gram): ``T * 4 N P k``
       (``Psi w`` and ``Psi^T L`` every epoch).  Memory ``N P``.
 
-    ``optimizer="adam"`` has no kernel form and always gives ``"primal"``.
+    ``optimizer="adam"`` has no kernel form and always gives ``"primal"``
+    (or ``"streamed"``, below).
 
     - ``"streamed"`` (finite width only): the primal model with each epoch's
       features recomputed from ``X``, ``T * (4 N P k + the forward pass)``,
