@@ -35,11 +35,11 @@ from ._random_network import (
     n_feature_columns,
 )
 
-# MiB of one block's features and temporaries.  A few MiB keep a block in
-# cache between the products that read it, and BLAS is at full speed from a
-# few hundred rows; benchmarks/bench_streamed.py measured the epoch within a
-# few percent of its best for 4-32 MiB (width 1024, float32, 2 cores).
-BLOCK_MIB = 8
+# MiB of one block's features and temporaries.  `python
+# benchmarks/bench_streamed.py --blocks` (N = 10^5, width 1024, float32, 2
+# shared cores at load 4-5): 16 and 32 MiB within 2% of each other and the
+# fastest; 1-8 MiB 18-66% slower, 64 MiB 29% slower (RESULTS.md).
+BLOCK_MIB = 16
 
 
 class FeatureMap:

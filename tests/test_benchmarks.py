@@ -223,7 +223,7 @@ def test_dask_section_rows():
     pytest.importorskip("distributed")
     cases = {"dual": dict(n=120, d=3, chunk=50, epochs=2, dtype="float64",
                           options={})}
-    rows = bench_dask.run(cases, log=lambda line: None, processes=False)
+    rows = bench_dask.run(cases, log=lambda line: None, processes=False, rounds=1)
     assert [row[3] for row in rows] == ["this process, 1 thread",
                                         "this process, all threads",
                                         "Dask, 1 worker", "Dask, 2 workers"]
