@@ -75,15 +75,18 @@ def _dask_data(case):
     return X, y
 
 
-def _warm_up(options):
-    """A tiny fit of the same model in this (worker) process."""
+def _warm_up(options, dtype):
+    """A tiny fit of the same model and solver in this (worker) process."""
     from sklearn_adamntk import AdamStarNTKRegressor
 
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((64, 4))
+    X = rng.standard_normal((64, 4)).astype(dtype)
+    # 64 rows would take the dual solver; the fit measured streams.
+    solver = "streamed" if "width" in options else "dual"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        AdamStarNTKRegressor(max_iter=2, n_jobs=1, **options).fit(X, X[:, 0])
+        AdamStarNTKRegressor(max_iter=2, n_jobs=1, solver=solver, **options).fit(
+            X, X[:, 0])
 
 
 def _rss():
@@ -130,7 +133,7 @@ def _on_cluster(case, n_workers, X_test, reference, processes=True):
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
                       memory_limit=limit, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        client.run(_warm_up, case["options"])
+        client.run(_warm_up, case["options"], case["dtype"])
         X, y = _dask_data(case)
         model = _model(case, n_jobs=1)
         cpu_before = client.run(_cpu_seconds)
