@@ -59,8 +59,8 @@ GCV_GAMMA = 0.5
 # full-batch SGD; Adam and ADAM* take AUTO_ADAM_STEP / sqrt(lambda), which makes
 # ADAM*'s path exactly invariant to the kernel's scale (its steps are
 # normalised by sqrt(v), which grows as sqrt(lambda)).  On standardised data
-# the default kernel has lambda about 2.5, so that is a rate of about 0.32
-# (benchmarks/choose_defaults.py).
+# the default kernel has lambda about 2.5, so that is a rate of about 0.08
+# (benchmarks/choose_defaults.py, DEFAULTS.md).
 AUTO_SGD_STEP = 1.0
 AUTO_ADAM_STEP = 0.125
 _FIXED_SPLIT_SEED = 0
