@@ -648,9 +648,9 @@ _PARAMETERS_DOC = """
         Base step size. ``"auto"``: in units of the training kernel's scale
         ``lambda``, its largest eigenvalue per unit of sample weight
         (``K / n_samples``; a few power iterations, free with
-        ``solver="eigen"``): ``0.5 / sqrt(lambda)`` for ``"adam*"`` and
+        ``solver="eigen"``): ``0.125 / sqrt(lambda)`` for ``"adam*"`` and
         ``"adam"``, which makes ADAM*'s path independent of the kernel's
-        scale (about 0.32 on standardised inputs with the default kernel);
+        scale (about 0.08 on standardised inputs with the default kernel);
         ``1 / lambda`` for ``"sgd"`` and ``"momentum"``, half the stability
         limit of full-batch SGD, so the baselines train with every other
         parameter at its default. The rate used is ``learning_rate_``. A
@@ -710,8 +710,9 @@ _PARAMETERS_DOC = """
         How the number of epochs is chosen. ``"auto"``: on the training path,
         keeping the best epoch, not the last. When the fit runs on the
         eigenbasis (``solver="eigen"``, which ``"auto"`` picks for full-batch
-        squared loss up to a few thousand rows), by generalised
-        cross-validation of the path's spectral filter (no rows held out);
+        squared loss up to a few thousand rows), by robust generalised
+        cross-validation (Lukas's RGCV, ``gamma=0.5``) of the path's
+        spectral filter (no rows held out);
         otherwise by the loss of ``validation_fraction`` of the rows held out
         (stratified for the classifier; with ``random_state=None`` the
         same rows at every fit). ``True``: MLP's early stopping, on the

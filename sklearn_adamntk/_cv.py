@@ -43,7 +43,7 @@ __all__ = ["AdamStarNTKClassifierCV", "AdamStarNTKRegressorCV"]
 # learning_rates=None: factors on the automatic step size (learning_rate_init=
 # "auto"), which is in units of the kernel's scale already.  SGD and momentum
 # start at half their stability limit, so their factors stay at or below 1.
-RATE_FACTORS = {"adam*": (1 / 3, 1.0, 3.0), "adam": (1 / 3, 1.0, 3.0),
+RATE_FACTORS = {"adam*": (0.5, 1.0, 2.0), "adam": (0.5, 1.0, 2.0),
                 "sgd": (0.25, 0.5, 1.0), "momentum": (0.25, 0.5, 1.0)}
 # What the search decides, and so is no parameter of the CV estimators.
 _SEARCHED = ("learning_rate_init", "early_stopping", "validation_fraction",
@@ -231,7 +231,7 @@ _SEARCH_DOC = """
     learning_rates : array-like of float or None, default=None
         The base step sizes to try. ``None``: three factors on the automatic
         step size of ``learning_rate_init="auto"`` (which is in units of the
-        kernel's scale): 1/3, 1 and 3 for ``"adam*"`` and ``"adam"``; 1/4,
+        kernel's scale): 1/2, 1 and 2 for ``"adam*"`` and ``"adam"``; 1/4,
         1/2 and 1 for ``"sgd"`` and ``"momentum"`` (1 is half their stability
         limit).
 

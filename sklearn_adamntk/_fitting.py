@@ -49,16 +49,20 @@ AUTO_WINDOW = 0.1
 # (and at least two per class) to score; smaller data stop on the training
 # loss.
 AUTO_MIN_VALIDATION_ROWS = 10
+# early_stopping="auto" on the eigen solver: the epoch is chosen by robust GCV
+# with this gamma (1 would be plain GCV).  Plain GCV stopped late on noisy,
+# low-signal data, as it picks too small a ridge there (benchmarks/DEFAULTS.md).
+GCV_GAMMA = 0.5
 # learning_rate_init="auto": step sizes in units of the kernel's scale, with
 # lambda the largest eigenvalue of the training kernel per unit of sample
 # weight.  SGD and momentum take 1 / lambda, half the stability limit of
 # full-batch SGD; Adam and ADAM* take AUTO_ADAM_STEP / sqrt(lambda), which makes
 # ADAM*'s path exactly invariant to the kernel's scale (its steps are
 # normalised by sqrt(v), which grows as sqrt(lambda)).  On standardised data
-# the default kernel has lambda about 2.5, so that is a rate of about 0.32
-# (benchmarks/choose_defaults.py).
+# the default kernel has lambda about 2.5, so that is a rate of about 0.08
+# (benchmarks/choose_defaults.py, DEFAULTS.md).
 AUTO_SGD_STEP = 1.0
-AUTO_ADAM_STEP = 0.5
+AUTO_ADAM_STEP = 0.125
 _FIXED_SPLIT_SEED = 0
 
 
@@ -464,6 +468,7 @@ def _epoch_plan(problem, targets, train_rows, rows, shuffle_rng):
                 or problem.split is not None else 0.0),
         schedule=schedule.learning_rate,
         reference_loss=_zero_model_loss(targets, problem.sample_weight, train_rows),
+        gcv_gamma=GCV_GAMMA,
     )
 
 
