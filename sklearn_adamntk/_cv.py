@@ -9,8 +9,9 @@ one per (rate, epoch).  The (rate, epoch) with the best mean score is refitted
 on every row for that many epochs.
 
 With ``cv=None`` the regressor uses, as ``RidgeCV`` does, an efficient
-leave-one-out estimate instead of folds: generalised cross-validation of the
-full-data path (DESIGN 3.7), one eigendecomposition shared by every rate; the
+leave-one-out estimate instead of folds: robust generalised cross-validation
+of the full-data path (DESIGN 3.7; ``_fitting.GCV_GAMMA``), one
+eigendecomposition shared by every rate; the
 chosen epoch of the chosen rate is the model, so nothing is refitted.
 
 The estimators are the plain ones with ``learning_rate_init``,
@@ -305,7 +306,8 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
     ``alpha``: each rate of ``learning_rates`` is trained once per fold, the
     held-out fold scored after every epoch, and the (rate, epoch) with the
     best mean score refitted on every row. The default ``cv=None`` does it
-    without folds, by generalised cross-validation of the full-data path.""",
+    without folds, by robust generalised cross-validation of the full-data
+    path.""",
         """    >>> from sklearn.datasets import make_friedman1
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler
