@@ -357,8 +357,14 @@ class EigenTrainer:
         if np.any(denominator <= 0):
             return np.inf
         robustness = gamma + (1.0 - gamma) * trace_of_square / weight_sum
-        with np.errstate(over="ignore"):  # a vanishing denominator: inf, as above
-            return float(np.sum(rss / weight_sum / denominator**2 * robustness))
+        # A vanishing denominator gives inf, as above.
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = rss / weight_sum / denominator**2 * robustness
+        # An output fitted exactly (a constant target, centred to zero) adds
+        # nothing, however far ADAM*'s steps on its zero gradient have grown
+        # its filter.
+        terms[rss == 0] = 0.0
+        return float(np.sum(terms))
 
     def curvature(self):
         """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
