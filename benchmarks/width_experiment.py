@@ -118,8 +118,10 @@ def load_task(task, max_rows=None):
 def make_model(task, method, width, learning_rate, epochs, seed, n_rows):
     """One method at one width and rate, inside a standardising pipeline.
 
-    Every model runs exactly ``epochs`` full-batch steps: stopping on the
-    training loss is switched off (``tol=0`` and more patience than epochs).
+    Every model runs exactly ``epochs`` full-batch steps on all the rows it
+    is given: no stopping rule (the package's ``early_stopping="auto"`` would
+    hold rows out and keep the best epoch), and stopping on the training loss
+    switched off (``tol=0`` and more patience than epochs).
     """
     regression = TASKS[task]["kind"] == "regression"
     if method == "mlp_adam":
@@ -149,6 +151,7 @@ def make_model(task, method, width, learning_rate, epochs, seed, n_rows):
             learning_rate_init=learning_rate,
             batch_size=None,
             max_iter=epochs,
+            early_stopping=False,
             tol=0.0,
             n_iter_no_change=epochs + 1,
             random_state=seed,

@@ -105,12 +105,18 @@ def test_kernel_rows_share_the_network_and_differ_only_in_the_optimizer(experime
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_every_method_runs_the_same_number_of_full_batch_steps(experiment):
-    X, y = experiment.load_task("friedman1", max_rows=60)
+    # Enough rows that the package's default stopping rule would hold some
+    # out and keep its best epoch: the fixed mode must switch it off.
+    X, y = experiment.load_task("friedman1", max_rows=200)
     for method in experiment.METHODS:
         model = experiment.make_model("friedman1", method, 32, 1e-3, 5, 0, len(y))
         model.fit(X, y)
         estimator = model.regressor_[-1]
         assert estimator.n_iter_ == 5
+        if method != "mlp_adam":
+            # The last epoch is the model, and no rows were scored.
+            assert estimator.best_iteration_ == 5
+            assert estimator.validation_scores_ is None
         # Full batch: one step per epoch (an MLP's t_ counts samples instead).
         if method == "mlp_adam":
             assert estimator.batch_size == len(y) and estimator.t_ == 5 * len(y)
