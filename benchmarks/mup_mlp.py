@@ -1,4 +1,4 @@
-"""A one-hidden-layer ReLU network in the maximal-update parametrisation, trained with Adam.
+"""A one-hidden-layer ReLU network in the maximal-update parametrisation, with Adam.
 
 The width experiment's feature-learning reference that survives infinite
 width. In the standard parametrisation (scikit-learn's ``MLPRegressor``) an
@@ -163,8 +163,8 @@ class MuPNetwork:
     def step(self, X, Y):
         """One full-batch Adam step; returns the training loss before it."""
         X = np.asarray(X, dtype=self.dtype)
-        value, gradients = loss_and_gradients(self.params_, X, np.asarray(Y, self.dtype),
-                                              self.loss)
+        Y = np.asarray(Y, dtype=self.dtype)
+        value, gradients = loss_and_gradients(self.params_, X, Y, self.loss)
         if not np.isfinite(value):
             raise FloatingPointError("the muP network's loss is not finite")
         self.optimizer_.step(self.params_, gradients)
