@@ -58,6 +58,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -146,13 +147,16 @@ CONVERGED_RATES = {
 }
 # The most epochs of one path. The kernel paths on the squared loss run on
 # the eigenbasis (O(N) an epoch) and end by the stopping rule long before
-# 10^5; cross-entropy and the per-weight Adam readout pay a product with the
-# kernel or the features every epoch, and the networks a forward and backward
-# pass, so they are capped lower (WIDTH.md says which paths reached a cap).
+# 10^5; on the cross-entropy the kernel and per-weight Adam readouts pay a
+# product with the kernel or the features every epoch, so they stop at 5000
+# (only paths at rates that are not chosen get there). The networks' paths
+# end by the rule within a few hundred epochs except at the smallest rates of
+# narrow networks, which are cheap (WIDTH.md marks the paths that reached a
+# cap).
 MAX_EPOCHS = {
-    "friedman1": {"mlp_adam": 3000, "mup": 3000, "frozen_adam": 10000,
+    "friedman1": {"mlp_adam": 10000, "mup": 10000, "frozen_adam": 10000,
                   "sgd": 100000, "adam*": 100000},
-    "digits": {"mlp_adam": 3000, "mup": 3000, "frozen_adam": 5000,
+    "digits": {"mlp_adam": 10000, "mup": 10000, "frozen_adam": 5000,
                "sgd": 5000, "adam*": 5000},
 }
 # The package's path rule (early_stopping="auto", DESIGN 3.7), applied to
@@ -331,8 +335,13 @@ def converged_run(task, method, width, X, y, seed, rates, max_epochs):
     readouts do this inside the package (``AdamStarNTK*CV`` with the
     validation rows as the one fold); the networks here, with the same rule.
 
+    A rate whose refit diverges (stable on the fit rows, not on all of them)
+    is dropped and the choice made again among the others, as in the fixed
+    mode.
+
     Returns a dict: ``loss``, ``score`` (test), ``rate``, ``epoch`` (chosen),
-    ``epochs_run`` (each rate's path length; 0 where it diverged).
+    ``epochs_run`` (each rate's path length; 0 where it diverged or was
+    dropped), ``dropped`` (the rates whose refit diverged).
     """
     data = _standardised(task, *split(task, X, y, seed))
     search = _network_search if method in NETWORKS else _kernel_search
@@ -452,21 +461,55 @@ def _network_search(task, method, width, data, seed, rates, max_epochs):
                         classes)
         for rate in rates
     ]
-    index, epoch = best_on_paths(paths)
-    network = make_network(task, method, width, rates[index], seed)
-    network.start(X, y, classes)
-    try:
-        for _ in range(epoch):
-            network.step()
-        predicted = network.predict(data["X_test"])
-        loss, score = loss_and_score(task, predicted, data["y_test"])
-    except (FloatingPointError, ValueError):
-        loss, score = math.inf, math.nan
+    dropped = []
+    while True:
+        index, epoch = best_on_paths(paths)
+        network = make_network(task, method, width, rates[index], seed)
+        network.start(X, y, classes)
+        try:
+            for _ in range(epoch):
+                network.step()
+            predicted = network.predict(data["X_test"])
+        except (FloatingPointError, ValueError):
+            predicted = np.array([np.nan])
+        if np.all(np.isfinite(predicted)):
+            break
+        # The refit on all training rows diverged: choose among the others.
+        dropped.append(rates[index])
+        paths[index] = None
+    loss, score = loss_and_score(task, predicted, data["y_test"])
     return {"loss": loss, "score": score, "rate": rates[index], "epoch": epoch,
-            "epochs_run": [0 if path is None else len(path) for path in paths]}
+            "epochs_run": [0 if path is None else len(path) for path in paths],
+            "dropped": dropped}
 
 
 def _kernel_search(task, method, width, data, seed, rates, max_epochs):
+    """The package's search; a rate whose refit diverges is dropped, then again."""
+    remaining, dropped = list(rates), []
+    while True:
+        try:
+            search = _package_search(task, method, width, data, seed, remaining,
+                                     max_epochs)
+            break
+        except ValueError as exc:
+            rate = _refit_rate(exc)
+            if rate is None or rate not in remaining:
+                raise
+            remaining.remove(rate)
+            dropped.append(rate)
+    regression = TASKS[task]["kind"] == "regression"
+    X_test = data["X_test"]
+    predicted = search.predict(X_test) if regression else search.predict_proba(X_test)
+    loss, score = loss_and_score(task, predicted, data["y_test"])
+    runs = dict(zip(remaining, (int(np.sum(np.isfinite(row)))
+                                for row in search.scores_path_[0])))
+    return {"loss": loss, "score": score, "rate": float(search.learning_rate_),
+            "epoch": int(search.n_iter_),
+            "epochs_run": [runs.get(rate, 0) for rate in rates], "dropped": dropped}
+
+
+def _package_search(task, method, width, data, seed, rates, max_epochs):
+    """``AdamStarNTK*CV`` with the validation rows as its one fold, fitted."""
     regression = TASKS[task]["kind"] == "regression"
     n_fit, n_train = data["n_fit"], len(data["y_train"])
     # The targets are standardised already, with the training rows' statistics.
@@ -486,20 +529,18 @@ def _kernel_search(task, method, width, data, seed, rates, max_epochs):
         random_state=seed,
         n_jobs=1,
     )
-    try:
-        search.fit(data["X_train"], data["y_train"])
-    except ValueError as exc:
-        if "diverged" not in str(exc):
-            raise
-        return {"loss": math.inf, "score": math.nan, "rate": math.nan,
-                "epoch": 0, "epochs_run": [0] * len(rates)}
-    X_test = data["X_test"]
-    predicted = search.predict(X_test) if regression else search.predict_proba(X_test)
-    loss, score = loss_and_score(task, predicted, data["y_test"])
-    scores = search.scores_path_[0]
-    return {"loss": loss, "score": score, "rate": float(search.learning_rate_),
-            "epoch": int(search.n_iter_),
-            "epochs_run": [int(np.sum(np.isfinite(row))) for row in scores]}
+    return search.fit(data["X_train"], data["y_train"])
+
+
+def _refit_rate(error):
+    """The learning rate of a fit that diverged, read from the package's message.
+
+    A path that diverges is left out of the search by the package; this is the
+    refit on all training rows (or None: another error).
+    """
+    found = re.search(r"diverged at epoch .* Lower learning_rate_init \(it is "
+                      r"([0-9.eE+-]+)", str(error))
+    return None if found is None else float(found.group(1))
 
 
 def _held_out_scorer(task):
@@ -626,7 +667,8 @@ def run_converged(
     ``max_epochs``: the cap of every path, or None for ``MAX_EPOCHS``. The
     records' ``mode`` is "converged", and they also hold per seed the
     chosen ``epochs``, the ``epochs_run`` by each rate's path, and the
-    ``max_epochs`` cap.
+    ``max_epochs`` cap, and the rates ``dropped`` per seed because their
+    refit diverged.
     """
 
     def seed_run(task, method, width, X, y, seed):
@@ -670,6 +712,7 @@ def _run(mode, seed_run, tasks, methods, widths, seeds, max_rows, verbose):
                 if mode == "converged":
                     record["epochs"] = [r["epoch"] for r in runs]
                     record["epochs_run"] = [r["epochs_run"] for r in runs]
+                    record["dropped"] = [r["dropped"] for r in runs]
                     record["max_epochs"] = runs[0]["max_epochs"]
                 records.append(record)
                 if verbose:
@@ -739,9 +782,11 @@ def _tables(task, mode, rows):
     def rates_and_epochs(r):
         grid = list(CONVERGED_RATES[task][r["method"]])
         cells = []
-        for rate, epoch, runs in zip(r["rates"], r["epochs"], r["epochs_run"]):
+        for rate, epoch, runs, dropped in zip(r["rates"], r["epochs"],
+                                              r["epochs_run"], r["dropped"]):
             capped = rate in grid and runs[grid.index(rate)] >= r["max_epochs"]
-            cells.append(f"{rate:g} @ {epoch}" + ("*" if capped else ""))
+            cells.append(f"{rate:g} @ {epoch}" + ("*" if capped else "")
+                         + ("†" if dropped else ""))
         return ", ".join(cells)
 
     lines = [f"#### {task}, {MODE_TITLES[mode]}: test {spec['loss']} / "
@@ -754,7 +799,9 @@ def _tables(task, mode, rows):
         lines += table(rates)
     else:
         lines.append("Learning rate @ epoch chosen on the validation split, per "
-                     "seed (`*`: that rate's path reached its cap of epochs):")
+                     "seed (`*`: that rate's path reached its cap of epochs; `†`: "
+                     "the refit of a better rate diverged on all training rows "
+                     "and that rate was dropped):")
         lines.append("")
         lines += table(rates_and_epochs)
     lines.append("")

@@ -379,3 +379,67 @@ def test_converged_choices_never_see_the_test_rows(experiment, monkeypatch, task
     for key in ("rate", "epoch", "epochs_run"):
         assert shuffled[key] == honest[key]
     assert shuffled["loss"] != honest["loss"]
+
+
+def test_the_rate_of_a_diverged_refit_is_read_from_the_package_error(experiment):
+    from sklearn_adamntk import AdamStarNTKRegressor
+
+    X, y = experiment.load_task("friedman1", max_rows=120)
+    diverging = AdamStarNTKRegressor(optimizer="sgd", learning_rate_init=1e6,
+                                     max_iter=200, early_stopping=False)
+    with pytest.raises(ValueError, match="diverged") as error:
+        diverging.fit(X, y)
+    assert experiment._refit_rate(error.value) == 1e6
+    assert experiment._refit_rate(ValueError("Input contains NaN")) is None
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("method", ["adam*", "mup"])
+def test_a_rate_whose_refit_diverges_is_dropped_and_the_next_best_chosen(
+    experiment, monkeypatch, method
+):
+    X, y = experiment.load_task("friedman1", max_rows=120)
+    rates = experiment.CONVERGED_RATES["friedman1"][method]
+    honest = experiment.converged_run("friedman1", method, 16, X, y, 0, rates, 15)
+    assert honest["dropped"] == []
+    bad = honest["rate"]
+    n_train = 60
+    if method == "mup":
+        real = experiment.make_network
+
+        class Diverging:
+            def __init__(self, network, rate):
+                self.network, self.rate = network, rate
+
+            def start(self, X, y, classes=None):
+                self.refit = len(y) == n_train
+                return self.network.start(X, y, classes)
+
+            def step(self):
+                self.network.step()
+
+            def predict(self, X):
+                if self.refit and self.rate == bad:
+                    return np.full(len(X), np.nan)
+                return self.network.predict(X)
+
+        monkeypatch.setattr(
+            experiment, "make_network",
+            lambda task, method, width, rate, seed: Diverging(
+                real(task, method, width, rate, seed), rate))
+    else:
+        real = experiment._package_search
+
+        def package_search(task, method, width, data, seed, rates, max_epochs):
+            search = real(task, method, width, data, seed, rates, max_epochs)
+            if search.learning_rate_ == bad:
+                raise ValueError(
+                    "AdamStarNTKRegressorCV: training diverged at epoch 3: the "
+                    f"loss grew. Lower learning_rate_init (it is {bad!r}); ...")
+            return search
+
+        monkeypatch.setattr(experiment, "_package_search", package_search)
+    fallback = experiment.converged_run("friedman1", method, 16, X, y, 0, rates, 15)
+    assert fallback["dropped"] == [bad] and fallback["rate"] != bad
+    assert fallback["epochs_run"][list(rates).index(bad)] == 0
+    assert math.isfinite(fallback["loss"])
