@@ -68,11 +68,12 @@ def output_multiplier(width):
 
 
 def forward(params, X):
-    """Network outputs ``(n_samples, k)`` and the hidden pre-activations."""
-    hidden = X @ params["W1"] + params["b1"]
-    width = hidden.shape[1]
-    outputs = output_multiplier(width) * (np.maximum(hidden, 0) @ params["V"])
-    return outputs + params["b2"], hidden
+    """Network outputs ``(n_samples, k)`` and hidden activities ``relu(X W1 + b1)``."""
+    activity = X @ params["W1"]
+    activity += params["b1"]
+    np.maximum(activity, 0, out=activity)
+    outputs = output_multiplier(activity.shape[1]) * (activity @ params["V"])
+    return outputs + params["b2"], activity
 
 
 def loss_and_output_gradient(outputs, Y, loss):
@@ -93,15 +94,16 @@ def loss_and_output_gradient(outputs, Y, loss):
 
 def loss_and_gradients(params, X, Y, loss):
     """Mean training loss and its gradient with respect to every parameter."""
-    outputs, hidden = forward(params, X)
+    outputs, activity = forward(params, X)
     value, d_outputs = loss_and_output_gradient(outputs, Y, loss)
-    multiplier = output_multiplier(hidden.shape[1])
-    active = hidden > 0
-    d_hidden = multiplier * (d_outputs @ params["V"].T) * active
+    multiplier = output_multiplier(activity.shape[1])
+    # In place: these are the (n_samples, width) arrays that set the cost.
+    d_hidden = d_outputs @ (multiplier * params["V"].T)
+    np.multiply(d_hidden, activity > 0, out=d_hidden)
     gradients = {
         "W1": X.T @ d_hidden,
         "b1": d_hidden.sum(axis=0),
-        "V": multiplier * (np.where(active, hidden, 0).T @ d_outputs),
+        "V": multiplier * (activity.T @ d_outputs),
         "b2": d_outputs.sum(axis=0),
     }
     return value, gradients
