@@ -153,7 +153,33 @@ def run_grid(config):
     }
 
 
-TASKS = {"fit": run_fit, "grid": run_grid}
+def run_cv(config):
+    """One cross-validated estimator's fit; its time, choice and held-out R^2."""
+    from sklearn.metrics import r2_score
+
+    from sklearn_adamntk import AdamStarNTKRegressorCV
+
+    dtype = config.get("dtype", "float64")
+    X_train, X_test, y_train, y_test = friedman(config["n_train"], config["n_test"],
+                                                dtype)
+    model = AdamStarNTKRegressorCV(**{**KERNEL, **config.get("options", {})})
+    warm = min(WARMUP_ROWS, X_train.shape[0])
+    AdamStarNTKRegressorCV(**{**KERNEL, **config.get("options", {})}).fit(
+        X_train[:warm], y_train[:warm])
+    gc.collect()
+    start = time.perf_counter()
+    model.fit(X_train, y_train)
+    fit_s = time.perf_counter() - start
+    return {
+        "fit_s": fit_s,
+        "r2": float(r2_score(y_test, model.predict(X_test))),
+        "learning_rate": float(model.learning_rate_),
+        "n_iter": int(model.n_iter_),
+        "best_score": float(model.best_score_),
+    }
+
+
+TASKS = {"fit": run_fit, "grid": run_grid, "cv": run_cv}
 
 
 def measure(config, timeout=None):

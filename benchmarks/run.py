@@ -10,11 +10,14 @@ Sections (DESIGN 7: every time is a ratio to another time of the same run):
 
 - ``kernel``: Gram matrix time / ``X @ X.T``, and neural-tangents' jitted
   ``kernel_fn`` / ours (neural-tangents is optional: ``pip install ".[bench]"``);
+- ``gradient``: ``NetworkKernel`` with its gradient (what a Gaussian process
+  asks for) / without;
 - ``training``: one full-batch ADAM* epoch / one ``K @ G``;
 - ``fit``: fit and predict on ``make_friedman1`` against ``KernelRidge`` and
   ``SVR`` on the same kernel, with held-out R^2 and peak memory, and whether
   ``solver="auto"`` chose the faster solver;
 - ``grid``: ``GridSearchCV`` over ADAM* settings against KernelRidge's;
+- ``cv``: ``AdamStarNTKRegressorCV`` against KernelRidge's alpha grid;
 - ``memory``: peak memory of fit and predict against the Gram matrix (or
   feature matrix) size, up to N = 40000 in float32 and N = 200000 primal.
 
@@ -26,15 +29,17 @@ import argparse
 import sys
 import time
 
+import bench_cv
 import bench_fit
 import bench_grid
+import bench_kernel_gradient
 import bench_kernels
 import bench_memory
 import bench_training
 from _common import machine_summary, markdown_table
 from _neural_tangents import import_error
 
-SECTIONS = ("kernel", "training", "fit", "grid", "memory")
+SECTIONS = ("kernel", "gradient", "training", "fit", "grid", "cv", "memory")
 
 
 def _kernel(quick, log):
@@ -45,6 +50,14 @@ def _kernel(quick, log):
     if missing is not None:
         title += f" (neural-tangents not installed: {missing}; its columns are empty)"
     return [(title, bench_kernels.HEADERS, rows)]
+
+
+def _gradient(quick, log):
+    sizes = bench_kernel_gradient.QUICK_SIZES if quick else bench_kernel_gradient.SIZES
+    rows = bench_kernel_gradient.run(sizes)
+    return [("Gram matrix and its gradient: NetworkKernel, both variances free, "
+             "d = 64, median of 3 interleaved repeats",
+             bench_kernel_gradient.HEADERS, rows)]
 
 
 def _training(quick, log):
@@ -71,14 +84,21 @@ def _grid(quick, log):
              f"{n_train // 4} held out", bench_grid.HEADERS, rows)]
 
 
+def _cv(quick, log):
+    n_train = bench_cv.QUICK_N_TRAIN if quick else bench_cv.N_TRAIN
+    rows, _ = bench_cv.run(n_train, log=log)
+    return [(f"Learning rate and epochs cross-validated: N = {n_train} training rows, "
+             f"{n_train // 4} held out", bench_cv.HEADERS, rows)]
+
+
 def _memory(quick, log):
     rows, _ = bench_memory.run(bench_memory.cases(quick), log=log)
     return [("Peak memory added by fit and predict (resident set, fresh process "
              "per row), max_iter=5", bench_memory.HEADERS, rows)]
 
 
-RUNNERS = {"kernel": _kernel, "training": _training, "fit": _fit,
-           "grid": _grid, "memory": _memory}
+RUNNERS = {"kernel": _kernel, "gradient": _gradient, "training": _training,
+           "fit": _fit, "grid": _grid, "cv": _cv, "memory": _memory}
 
 
 def _sections(text):

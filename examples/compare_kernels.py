@@ -38,9 +38,11 @@ from sklearn_adamntk import AdamStarNTKRegressor, NetworkKernel
 def make_models():
     """Display name to unfitted pipeline."""
     ntk = AdamStarNTKRegressor(random_state=0)
-    # Every kernel parameter of the model, so the baselines see the same kernel.
+    # The model's network, so the baselines see the same kernel (the kernel's
+    # get_params() also holds the bounds it would be tuned within by a GP).
     kernel = NetworkKernel(
-        **{name: getattr(ntk, name) for name in NetworkKernel().get_params()}
+        **{name: getattr(ntk, name) for name in (
+            "kernel", "activation", "depth", "weight_variance", "bias_variance")}
     )
 
     def standardised(regressor):

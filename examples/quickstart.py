@@ -36,7 +36,8 @@ def main(argv=None):
 
     # The same kernel the network model trained on, for a fair baseline.
     kernel = NetworkKernel(
-        **{name: getattr(model, name) for name in NetworkKernel().get_params()}
+        **{name: getattr(model, name) for name in (
+            "kernel", "activation", "depth", "weight_variance", "bias_variance")}
     )
     ridge = make_pipeline(StandardScaler(), KernelRidge(kernel=kernel, alpha=1.0))
     ridge.fit(X_train, y_train - y_train.mean())

@@ -19,7 +19,6 @@ targets are standardised for all models alike (``normalize_y`` for ours, a
 
 import argparse
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -108,7 +107,8 @@ def make_models(task, *, max_iter=None):
         ntk.set_params(max_iter=max_iter)
     # The baselines get exactly the kernel our model trains on.
     network_kernel = NetworkKernel(
-        **{name: getattr(ntk, name) for name in NetworkKernel().get_params()}
+        **{name: getattr(ntk, name) for name in (
+            "kernel", "activation", "depth", "weight_variance", "bias_variance")}
     )
     # SGD with its own defaults: its step size from the kernel's scale, and
     # the same stopping rule; the only difference is the update.

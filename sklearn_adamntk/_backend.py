@@ -11,12 +11,14 @@ The estimators and public functions call into the compiled core only through
 afterwards.  Numba's thread count is local to the calling Python thread, which
 is what makes joblib's threading backend safe: each worker sets its own count.
 
-Numba's ``workqueue`` threading layer (the fallback when neither TBB nor
-OpenMP is installed) aborts the whole process when parallel regions are
-launched from two Python threads at once, as thread-based joblib or Dask
-workers do.  Under that layer :func:`numba_threads` therefore lets one thread
-at a time into the compiled core; ``tbb`` and ``omp`` are thread-safe and run
-concurrent calls side by side.
+The package asks Numba for a fork-safe threading layer (:mod:`._jit`):
+``tbb`` where it is installed, else ``workqueue``.  The ``workqueue`` layer
+aborts the whole process when parallel regions are launched from two Python
+threads at once, as thread-based joblib or Dask workers do.  Under that layer
+:func:`numba_threads` therefore lets one thread at a time into the compiled
+core; ``tbb`` and ``omp`` (the user's choice, not fork-safe) are thread-safe
+and run concurrent calls side by side.  A process forked while another
+thread holds that lock gets a fresh one.
 """
 
 import os
@@ -25,6 +27,8 @@ from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
+
+from ._jit import choose_threading_layer
 
 _BYTES_PER_MIB = 2**20
 
@@ -53,9 +57,21 @@ def effective_n_threads(n_jobs):
 _WORKQUEUE_LOCK = threading.RLock()
 
 
+def _fresh_lock_in_child():
+    # A fork copies the lock in whatever state another thread left it.
+    global _WORKQUEUE_LOCK
+    _WORKQUEUE_LOCK = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 def _launch_guard():
     """The lock that serialises parallel launches, where the layer needs one."""
-    # get_num_threads starts Numba's threading layer, so it is known below.
+    # Numba may have reloaded its configuration since the import; the layer
+    # is fixed by the call below, which starts it.
+    choose_threading_layer()
     numba.get_num_threads()
     if numba.threading_layer() == "workqueue":
         return _WORKQUEUE_LOCK

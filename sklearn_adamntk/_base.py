@@ -10,6 +10,8 @@ refit that fails, or runs on another thread, never mixes two models.  The
 parameter and attribute documentation shared by the estimators is here too.
 """
 
+import dataclasses
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,12 +26,17 @@ from sklearn.utils.validation import (
 
 from ._callbacks import HAS_CALLBACKS, CallbackSupportMixin, SklearnCallbacks
 from ._fitting import Schedule, TrainingProblem, fit_model, staged_outputs
+from ._kernel_objects import NetworkKernel
+from ._magnitude import kernel_limit
 from ._model import (
     NetworkSpec,
     model_outputs,
     prediction_device,
+    scale_error,
+    scale_warning,
 )
 from ._optimizer import OptimizerSettings
+from ._spectral import gram_defect
 
 # The defaults chosen by benchmarks/choose_defaults.py (its table is in
 # benchmarks/DEFAULTS.md); the signatures below read them from here, so a new
@@ -38,6 +45,9 @@ DEFAULT_LEARNING_RATE_INIT = "auto"
 DEFAULT_MAX_ITER = 10000
 DEFAULT_EARLY_STOPPING = "auto"
 DEFAULT_BIAS_VARIANCE = 1.0
+
+# The parameters a NetworkKernel object given as ``kernel`` holds instead.
+_ARCHITECTURE = ("activation", "depth", "weight_variance", "bias_variance")
 DEFAULT_NORMALIZE_Y = True
 
 
@@ -49,7 +59,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "kernel": [StrOptions({"nngp", "ntk", "precomputed"})],
+        "kernel": [StrOptions({"nngp", "ntk", "precomputed"}), NetworkKernel],
         "activation": [StrOptions({"relu", "erf"})],
         "depth": [Interval(Integral, 1, None, closed="left")],
         "weight_variance": [Interval(Real, 0, None, closed="neither")],
@@ -65,7 +75,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left")],
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -81,6 +91,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         # "cuda" without a GPU is an error: there is no silent fallback.
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "n_jobs": [Integral, None],
+        "copy_X": ["boolean"],
     }
 
     # Set by the subclasses: the loss a regressor or classifier trains with
@@ -118,6 +129,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         solver="auto",
         device="cpu",
         n_jobs=None,
+        copy_X=True,
     ):
         self.kernel = kernel
         self.activation = activation
@@ -147,6 +159,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         self.solver = solver
         self.device = device
         self.n_jobs = n_jobs
+        self.copy_X = copy_X
 
     # ------------------------------------------------------------------
     # Validation
@@ -158,6 +171,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         before any work, once the number of training rows is known.
         """
         name = type(self).__name__
+        if isinstance(self.kernel, NetworkKernel):
+            self._check_kernel_object()
         if self.kernel == "precomputed" and self.width is not None:
             raise ValueError(
                 f"{name}: kernel='precomputed' takes the Gram matrix as X, so "
@@ -180,8 +195,29 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 f"{name}: solver='primal' trains the weights of a finite "
                 "network; set an int width, or use solver='dual' or 'eigen'."
             )
+        if (self.learning_rate_init != "auto"
+                and self.learning_rate_init * self.weight_decay >= 1):
+            raise ValueError(
+                f"{name}: learning_rate_init * weight_decay must be below 1 "
+                "(every step multiplies the coefficients by 1 - "
+                "learning_rate_init * weight_decay); got "
+                f"{self.learning_rate_init!r} * {self.weight_decay!r}."
+            )
         if self.solver == "eigen":
             self._check_eigen_params(n_train)
+
+    def _check_kernel_object(self):
+        """A NetworkKernel says the architecture; the estimator's own must not."""
+        defaults = _BaseAdamStarNTK().get_params()
+        set_here = [name for name in _ARCHITECTURE
+                    if getattr(self, name) != defaults[name]]
+        if set_here:
+            raise ValueError(
+                f"{type(self).__name__}: kernel={self.kernel!r} sets the "
+                f"architecture, but {', '.join(set_here)} was also set on the "
+                f"estimator; set {'them' if len(set_here) > 1 else 'it'} on the "
+                f"kernel instead (kernel__{set_here[0]} in a grid search)."
+            )
 
     def _check_eigen_params(self, n_train):
         name = type(self).__name__
@@ -201,21 +237,41 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
 
     def _validate_fit_inputs(self, X, y, sample_weight, *, online, continuing):
         """Validate data and hyper-parameters together, before any work."""
+        name = type(self).__name__
         X, y = self._validate_Xy_fit(X, y, reset=not continuing)
         self._check_params(X.shape[0], online=online)
-        if not continuing and self.kernel == "precomputed" and X.shape[0] != X.shape[1]:
+        precomputed = self.kernel == "precomputed"
+        if not continuing and precomputed and X.shape[0] != X.shape[1]:
             raise ValueError(
-                f"{type(self).__name__}: with kernel='precomputed', X at fit "
+                f"{name}: with kernel='precomputed', X at fit "
                 "is the Gram matrix of the training rows and must be square "
                 f"(n_train, n_train); got shape {X.shape}."
             )
+        message = scale_error(
+            self._network_spec(), X, "the training rows",
+            "Standardise X (e.g. StandardScaler in a pipeline) or lower "
+            "weight_variance.")
+        if message:
+            raise ValueError(f"{name}: {message}")
+        message = scale_warning(self._network_spec(), X)
+        if message:
+            warnings.warn(f"{name}: {message}", UserWarning, stacklevel=2)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
         )
-        if not np.sum(sample_weight) > 0:
-            raise ValueError(
-                f"{type(self).__name__}: sample_weight must have a positive sum."
-            )
+        largest = float(np.max(sample_weight))
+        if not largest > 0:
+            raise ValueError(f"{name}: sample_weight must have a positive sum.")
+        if not 2.0**-60 <= largest <= 2.0**60:
+            # Every loss is a weighted mean, so a common factor changes
+            # nothing; a power of four near the largest weight keeps sums and
+            # square roots of extreme weights finite, and exact.
+            power = int(np.clip(round(np.log2(largest) / 2), -511, 511))
+            sample_weight = sample_weight * 4.0**-power
+        if self.copy_X and not precomputed:
+            # The support rows are the model: later changes to the caller's
+            # array must not change its predictions.
+            X = np.array(X, order="C", copy=True)
         return X, y, sample_weight
 
     # ------------------------------------------------------------------
@@ -251,7 +307,13 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         previous = self.__dict__.get("_model")
         problem = self._training_problem(X, y, sample_weight, online=online,
                                          classes=classes, previous=previous)
-        return fit_model(problem, previous)
+        model = fit_model(problem, previous)
+        # The columns new rows are checked against, kept with the model.
+        return dataclasses.replace(
+            model,
+            n_features_in=self.n_features_in_,
+            feature_names_in=self.__dict__.get("feature_names_in_"),
+        )
 
     def _training_problem(self, X, y, sample_weight, *, online, classes, previous):
         """Validate the data and encode the targets: the engine's problem."""
@@ -259,9 +321,21 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         X, y, sample_weight = self._validate_fit_inputs(
             X, y, sample_weight, online=online, continuing=continuing
         )
+        if continuing:
+            self._check_same_model(previous)
         encode_as = previous.targets if continuing else None
         targets = self._encode_targets(y, sample_weight, classes=classes,
                                        previous=encode_as)
+        self._check_encoded_targets(targets.Y, X.dtype, continuing)
+        if self.kernel == "precomputed":
+            # Last of the checks: it costs about 15 products with the matrix.
+            defect = gram_defect(X)
+            if defect:
+                raise ValueError(
+                    f"{type(self).__name__}: with kernel='precomputed', X at fit "
+                    "must be the symmetric positive semi-definite Gram matrix of "
+                    f"the training rows, but {defect}. Check how it was computed "
+                    "(a kernel function, not a distance or a similarity score).")
         resume_targets = None
         if (
             self.warm_start
@@ -294,13 +368,43 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             name=type(self).__name__,
         )
 
+    def _check_same_model(self, previous):
+        """``partial_fit`` continues the previous model: same network and optimizer."""
+        spec = self._network_spec()
+        changed = [
+            f"{field.name}={getattr(previous.spec, field.name)!r} -> "
+            f"{getattr(spec, field.name)!r}"
+            for field in dataclasses.fields(spec)
+            if getattr(previous.spec, field.name) != getattr(spec, field.name)
+        ]
+        if previous.optimizer not in (None, self.optimizer):
+            changed.append(f"optimizer={previous.optimizer!r} -> {self.optimizer!r}")
+        if changed:
+            raise ValueError(
+                f"{type(self).__name__}: partial_fit continues the model of the "
+                "previous calls, but its parameters changed since "
+                f"({', '.join(changed)}). Set them back, or call fit to start "
+                "a new model."
+            )
+
+    def _check_encoded_targets(self, Y, dtype, continuing):
+        """Targets that the losses can square and sum without overflow."""
+        limit = kernel_limit(dtype, training=True)
+        largest = float(np.max(np.abs(Y))) if Y.size else 0.0
+        if largest > limit:
+            scaling = (" in the scaling of the first call to partial_fit"
+                       if continuing else "")
+            raise ValueError(
+                f"{type(self).__name__}: the targets reach {largest:.3g}"
+                f"{scaling}, beyond what training can handle in {dtype} (at most "
+                f"{limit:.2g}). Standardise them (normalize_y=True does)."
+            )
+
     def _network_spec(self):
+        owner = self.kernel if isinstance(self.kernel, NetworkKernel) else self
         return NetworkSpec(
-            kernel=self.kernel,
-            activation=self.activation,
-            depth=self.depth,
-            weight_variance=self.weight_variance,
-            bias_variance=self.bias_variance,
+            kernel=owner.kernel,
+            **{name: getattr(owner, name) for name in _ARCHITECTURE},
             width=self.width,
         )
 
@@ -342,17 +446,26 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         """
         check_is_fitted(self)
         model = self._model
+        name = type(self).__name__
         X = validate_data(
-            self, X, reset=False, dtype=[np.float64, np.float32], order="C"
+            _fitted_view(self, model), X, reset=False,
+            dtype=[np.float64, np.float32], order="C",
         )
+        message = scale_error(
+            model.spec, X, "X",
+            "Standardise X as the training rows were (e.g. StandardScaler in "
+            "a pipeline).")
+        if message:
+            raise ValueError(f"{name}: {message}")
         options = {
-            "device": prediction_device(model.spec, self.device, type(self).__name__),
+            "device": prediction_device(model.spec, self.device, name),
             "n_jobs": self.n_jobs,
             "working_memory": get_config()["working_memory"],
         }
         if staged:
-            return model, staged_outputs(model, X, **options)
-        return model, model_outputs(model, X, **options)
+            return model, (finite_outputs(F, name) for F in
+                           staged_outputs(model, X, **options))
+        return model, finite_outputs(model_outputs(model, X, **options), name)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -360,9 +473,41 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         return tags
 
 
+def _fitted_view(estimator, model):
+    """The estimator as ``model`` was fitted, to check new rows against.
+
+    A shallow copy whose ``n_features_in_`` and ``feature_names_in_`` are the
+    model's own: a fit running on another thread sets the estimator's before
+    it swaps its model in, and a prediction must check ``X`` against the
+    model it uses.
+    """
+    view = object.__new__(type(estimator))
+    view.__dict__ = estimator.__dict__.copy()
+    if model.n_features_in is not None:
+        view.__dict__["n_features_in_"] = model.n_features_in
+        view.__dict__.pop("feature_names_in_", None)
+        if model.feature_names_in is not None:
+            view.__dict__["feature_names_in_"] = model.feature_names_in
+    return view
+
+
+def finite_outputs(outputs, name):
+    """``outputs``, or a clear error where they overflowed."""
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError(
+            f"{name}: the predictions overflow (they are not finite). The "
+            "rows to predict, or the targets, are of too extreme a magnitude "
+            "for the fitted model; standardise them as the training data "
+            "(e.g. StandardScaler in a pipeline, normalize_y=True)."
+        )
+    return outputs
+
+
 def _fitted_attributes(model):
     """The estimator's fitted attributes: the model itself, and what it holds."""
     attributes = dict(model.targets)
+    if model.n_features_in is not None:
+        attributes["n_features_in_"] = model.n_features_in
     attributes.update(
         _model=model,
         device_=model.device,
@@ -405,13 +550,18 @@ def _partial_fit_available(estimator):
 
 
 _PARAMETERS_DOC = """
-    kernel : {"nngp", "ntk", "precomputed"}, default="nngp"
+    kernel : {"nngp", "ntk", "precomputed"} or NetworkKernel, default="nngp"
         ``"nngp"``: the network's body is frozen at initialisation and only
         the readout trains (the paper's construction; the kernel is
         ``Sigma^{depth+1}``). ``"ntk"``: every layer of the linearised network
         trains (Jacot's neural tangent kernel). ``"precomputed"``: ``X`` is a
         Gram matrix, ``(n_train, n_train)`` at fit and ``(n_test, n_train)``
-        at predict, as in :class:`~sklearn.svm.SVR`.
+        at predict, as in :class:`~sklearn.svm.SVR`. A
+        :class:`NetworkKernel` (one tuned by a Gaussian process, say:
+        ``gp.kernel_.k1.k2`` of ``ConstantKernel() * NetworkKernel() +
+        WhiteKernel()``) gives the kernel, activation, depth and both
+        variances, and the four parameters below must then stay at their
+        defaults; a grid search reaches them as ``kernel__depth`` and so on.
 
     activation : {"relu", "erf"}, default="relu"
         Activation of the hidden layers.
@@ -546,8 +696,8 @@ _PARAMETERS_DOC = """
         from zero are confined to a Krylov subspace of that dimension, and
         its eigenbasis, built from ``max_iter + 1`` products with the Gram
         matrix (about one dual fit), replaces the eigensolve exactly. The
-        decomposition is kept in this process (under a quarter of the
-        available memory) and reused by later fits on the same kernel,
+        decomposition is kept in this process (512 MiB in all by default,
+        see ``set_eigen_cache_size``) and reused by later fits on the same kernel,
         training rows and sample weights, e.g. every setting of a grid
         search over the optimizer within one cross-validation fold, or a
         ``warm_start`` refit. ``"primal"``: finite width only, the network's
@@ -575,6 +725,14 @@ _PARAMETERS_DOC = """
         thread only; ``None`` and ``-1`` mean every thread Numba has (inside
         joblib's loky workers, joblib already limits that to its share of
         the cores). With joblib's threading or Dask backend, pass ``n_jobs=1``.
+
+    copy_X : bool, default=True
+        Keep a copy of the training rows (``X_fit_``), as
+        :class:`~sklearn.gaussian_process.GaussianProcessRegressor` does, so
+        that changing the array passed to ``fit`` afterwards does not change
+        the model. ``False`` keeps a reference where no conversion was
+        needed (less memory; the caller must then leave the array alone).
+        Ignored with ``kernel="precomputed"``, whose Gram matrix is not kept.
 """
 
 _ATTRIBUTES_DOC = """

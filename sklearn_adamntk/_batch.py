@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._inputs import _check_coef, _check_state
+from ._jit import CACHE
 from ._losses import (
     _LOSS_CODE,
     _check_loss,
@@ -36,7 +37,7 @@ _COLUMN_CHUNK = 256
 _PARALLEL_MIN_WORK = 2**16
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+@njit(cache=CACHE, error_model="numpy", fastmath={"reassoc", "contract"})
 def _row_dot(row, b):
     """``row @ b`` for contiguous 1-D arrays, vectorised.
 
@@ -52,7 +53,7 @@ def _row_dot(row, b):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _gather_one_row(M, rows, BT, out, block, j):
     row = M[rows[j]]
     for c in range(BT.shape[0]):
@@ -62,7 +63,7 @@ def _gather_one_row(M, rows, BT, out, block, j):
             block[j, jj] = row[rows[jj]]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=CACHE, error_model="numpy")
 def _gather_rows_dot(M, rows, B, out, block):
     """``out = M[rows] @ B`` reading each selected row once, parallel over rows.
 
@@ -79,7 +80,7 @@ def _gather_rows_dot(M, rows, B, out, block):
             _gather_one_row(M, rows, BT, out, block, j)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _block_one_row(K, rows, LT, out, block, j):
     n_rows = rows.shape[0]
     if block.shape[0] >= n_rows:
@@ -92,7 +93,7 @@ def _block_one_row(K, rows, LT, out, block, j):
         out[j, c] = _row_dot(row, LT[c])
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=CACHE, error_model="numpy")
 def _gather_block_dot(K, rows, L, out, block):
     """``out = K[rows][:, rows] @ L``, from ``block`` when it holds ``K_BB``."""
     n_rows = rows.shape[0]
@@ -105,7 +106,7 @@ def _gather_block_dot(K, rows, L, out, block):
             _block_one_row(K, rows, LT, out, block, j)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _tdot_one_chunk(M, rows, L, out, chunk):
     start = chunk * _COLUMN_CHUNK
     stop = min(start + _COLUMN_CHUNK, M.shape[1])
@@ -121,7 +122,7 @@ def _tdot_one_chunk(M, rows, L, out, chunk):
                 out[p, c] += a * L[j, c]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=CACHE, error_model="numpy")
 def _gather_rows_tdot(M, rows, L, out):
     """``out = M[rows].T @ L``, parallel over chunks of columns of ``M``."""
     n_chunks = (M.shape[1] + _COLUMN_CHUNK - 1) // _COLUMN_CHUNK
@@ -133,7 +134,7 @@ def _gather_rows_tdot(M, rows, L, out):
             _tdot_one_chunk(M, rows, L, out, chunk)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _weighted_sum(weight, values):
     total = 0.0
     for i in range(values.shape[0]):
@@ -141,7 +142,7 @@ def _weighted_sum(weight, values):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _batch_gradient(F_rows, Y, weight, rows, loss_code):
     """Loss of the batch (weighted sum), its weight, and ``L`` (mean-loss gradient)."""
     n_rows = rows.shape[0]
@@ -165,7 +166,7 @@ def _batch_gradient(F_rows, Y, weight, rows, loss_code):
     return _weighted_sum(weight_rows, loss_rows), weight_sum, L
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _batch_loss_gradient(rows_source, rows, coef, Y, weight, loss_code, block):
     """Outputs on the batch (``rows_source[rows] @ coef``), then its loss and ``L``.
 
@@ -198,7 +199,7 @@ def _as_batches(batches, n_rows):
     return order, offsets
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _indices_in_range(order, n_rows):
     for i in range(order.shape[0]):
         if order[i] < 0 or order[i] >= n_rows:
@@ -206,7 +207,7 @@ def _indices_in_range(order, n_rows):
     return True
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _is_permutation(order, n_rows):
     if order.shape[0] != n_rows:
         return False

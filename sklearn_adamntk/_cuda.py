@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels, _losses
+from ._jit import CACHE
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -217,9 +218,9 @@ def _device_functions():
     global _arccos_j
     _import_cuda()
     # Cho & Saul's polynomial is the CPU core's own statement.
-    _arccos_j = cuda.jit(device=True, cache=True)(_kernels._arccos_j)
+    _arccos_j = cuda.jit(device=True, cache=CACHE)(_kernels._arccos_j)
 
-    @cuda.jit(device=True, cache=True)
+    @cuda.jit(device=True, cache=CACHE)
     def relu_layer(s, t, layer, tx, i, ty, j, coef):
         # Table rows: 1 / sqrt(S) (0 at a zero norm) and sqrt(S); pi - theta
         # as arccos(-c), without cancellation near c = -1.
@@ -231,7 +232,7 @@ def _device_functions():
         s_next = ((k * tx[layer, 1, i]) * ty[layer, 1, j]) * (sin + rest * c) + coef[_SB2]
         return s_next, s_next + (k * rest) * t
 
-    @cuda.jit(device=True, cache=True)
+    @cuda.jit(device=True, cache=CACHE)
     def erf_layer(s, t, layer, tx, i, ty, j, coef):
         # Table rows sqrt(2 / a), sqrt(2 S / a), 1 / a, S / a, sqrt(a) with
         # a = 1 + 2 S; the clipping and the sum of non-negative terms are
@@ -247,7 +248,7 @@ def _device_functions():
         s_next = coef[_E_SCALE] * math.asin(arg) + coef[_SB2]
         return s_next, s_next + s_dot * t
 
-    @cuda.jit(device=True, cache=True)
+    @cuda.jit(device=True, cache=CACHE)
     def arccos_layer(s, tx, i, ty, j, degree, coef):
         one = coef[_ONE]
         two = coef[_TWO]
@@ -258,7 +259,7 @@ def _device_functions():
         j_n = _arccos_j(degree, c, sin, rest, one, two, coef[_THREE])
         return ((tx[0, 1, i] * coef[_INV_PI]) * ty[0, 1, j]) * j_n
 
-    @cuda.jit(device=True, cache=True)
+    @cuda.jit(device=True, cache=CACHE)
     def entry(product, tx, i, ty, j, coef, codes):
         """Kernel value from the raw product ``<x_i, y_j>`` (every layer)."""
         s = coef[_SCALE] * product + coef[_SB2]
@@ -274,9 +275,9 @@ def _device_functions():
         return t if codes[3] else s
 
     # The losses are the CPU core's own statement, compiled for the device.
-    loss_row = cuda.jit(device=True, cache=True)(_losses._row_loss)
+    loss_row = cuda.jit(device=True, cache=CACHE)(_losses._row_loss)
 
-    @cuda.jit(device=True, cache=True)
+    @cuda.jit(device=True, cache=CACHE)
     def block_sum(shared, value, tid):
         """Sum of ``value`` over the block (``shared`` has one slot per thread,
         a power of two), in a fixed order; every thread gets the total."""
@@ -317,7 +318,7 @@ def _gram_kernel(dtype, launch, mirror):
     # extra column keeps the transposed reads free of bank conflicts.
     MIRROR_ROWS, MIRROR_COLS = (T, T + 1) if mirror else (1, 1)
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def gram(X, Y, tx, ty, diag, coef, codes, out, row0, n_col_tiles, symmetric):
         sx = cuda.shared.array((KC, T_PAD), scalar)
         sy = cuda.shared.array((KC, T_PAD), scalar)
@@ -404,7 +405,7 @@ def _product_kernel(launch):
 
     THREADS, OUTPUTS = launch.threads, launch.outputs
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def rows_dot(K, rows, cols, gather, B, out, c0, status):
         """``out[i, c] = sum_j K[rows[i], col_j] B[j, c]`` for ``OUTPUTS`` columns from ``c0``.
 

@@ -20,6 +20,7 @@ import numpy as np
 from . import _cuda
 from ._batch import _as_batches, _is_full_batch
 from ._inputs import _check_coef, _check_square, _check_state
+from ._jit import CACHE
 from ._losses import _LOSS_CODE, _check_loss, _check_sample_weight, _check_targets
 from ._optimizer import (
     _OPTIMIZER_CODE,
@@ -56,7 +57,7 @@ def _reduction_kernels(launch):
 
     THREADS = launch.threads
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def batch_loss(F, Y, weight, rows, loss_code, L, stats, b, status):
         """Loss and ``L`` on the batch ``rows`` (row ``j`` of ``F`` is ``rows[j]``).
 
@@ -85,7 +86,7 @@ def _reduction_kernels(launch):
                 status[0] = 1
                 status[1] = b
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def adam_star_rates(L, KL, n, second, rates, lr, bias_1, bias_2, beta_2, epsilon,
                         status):
         """``v = b2 v + (1 - b2) diag(L^T K_BB L)`` and ``rates = lr D_t``; one block."""
@@ -115,7 +116,7 @@ def _update_kernels(launch):
     """
     _bind_device_functions()
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def full_step(coef, moment, F, U, L, KL, use_moment, keep, gain, rates, decay,
                   status):
         """Full-batch update of ``A, M`` and of ``F = K A, U = K M`` (DESIGN 3.1)."""
@@ -138,7 +139,7 @@ def _update_kernels(launch):
         if not (math.isfinite(coef[i, c]) and math.isfinite(F[i, c])):
             status[0] = 2
 
-    @cuda.jit(cache=True)
+    @cuda.jit(cache=CACHE)
     def batch_step(coef, moment, L, batch_of, slot, b, use_moment, keep, gain, rates,
                    decay, status):
         """Mini-batch update: ``G`` is ``L`` on the rows of batch ``b``, zero elsewhere."""

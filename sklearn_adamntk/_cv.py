@@ -355,6 +355,7 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
         solver="auto",
         device="cpu",
         n_jobs=None,
+        copy_X=True,
         normalize_y=DEFAULT_NORMALIZE_Y,
     ):
         _set_params(self, locals())
@@ -412,6 +413,7 @@ class AdamStarNTKClassifierCV(_CrossValidatedMixin, AdamStarNTKClassifier):
         solver="auto",
         device="cpu",
         n_jobs=None,
+        copy_X=True,
     ):
         _set_params(self, locals())
 

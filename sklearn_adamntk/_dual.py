@@ -10,6 +10,7 @@ from numba import njit
 
 from ._batch import _BatchTrainer, _batch_loss_gradient, _gather_block_dot
 from ._inputs import _check_square
+from ._jit import CACHE
 from ._spectral import top_eigenvalue
 from ._optimizer import (
     _ADAM_STAR,
@@ -27,7 +28,7 @@ from ._optimizer import (
 _BLOCK_BUFFER_BYTES = 64 * 2**20
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr,
                       power_t, weight_decay, beta_1, beta_2, epsilon, momentum):
     """Full-batch dual step ``t`` given ``L`` and ``KL = K @ L``: ``A, M`` and ``F, U``.
@@ -47,7 +48,7 @@ def _dual_full_update(coef, moment, F, U, L, KL, second, t, optimizer_code, lr,
     return n_bad + _step_dense(F, U, KL, use_moment, keep, gain, rates, decay)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _dual_minibatch_epoch(K, Y, weight, coef, moment, second, t, order, offsets,
                           loss_code, optimizer_code, lr, power_t, weight_decay,
                           beta_1, beta_2, epsilon, momentum, block_bytes):

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from ._inputs import _check_coef, _check_square, _check_state
+from ._jit import CACHE
 from ._losses import _check_sample_weight, _check_targets
 from ._optimizer import (
     _ADAM_STAR,
@@ -24,7 +25,7 @@ from ._optimizer import (
 from ._spectral import EigenDecomposition
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, h, mh, out, t,
                 optimizer_code, lr, decay, beta_1, beta_2, epsilon, momentum,
                 weight_sum):
@@ -342,7 +343,8 @@ class EigenTrainer:
         denominator = 1.0 - trace / weight_sum
         if np.any(denominator <= 0):
             return np.inf
-        return float(np.sum(rss / weight_sum / denominator**2))
+        with np.errstate(over="ignore"):  # a vanishing denominator: inf, as above
+            return float(np.sum(rss / weight_sum / denominator**2))
 
     def curvature(self):
         """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
@@ -419,7 +421,8 @@ class EigenTrainer:
         if not self._path:
             return np.zeros((0, n, k), dtype=Q.dtype)
         alphas = np.stack([alpha for alpha, _, _ in self._path], axis=1)  # (r, T, k)
-        path = (Q @ alphas.reshape(r, -1)).reshape(n, len(self._path), k)
+        T = len(self._path)
+        path = (Q @ alphas.reshape(r, T * k)).reshape(n, T, k)
         path *= self._decomposition.sqrt_weight[:, None, None]
         path = np.ascontiguousarray(path.transpose(1, 0, 2))
         for e, (_, gamma, beta) in enumerate(self._path):

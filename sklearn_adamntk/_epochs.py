@@ -337,7 +337,7 @@ def run_epochs(trainer, plan, *, validation=None, expand=np.array, callbacks=Non
     ----------
     trainer : trainer object
         ``run_epoch(batches) -> loss``, ``coef``, ``snapshot()``,
-        ``coef_of(snapshot)`` and ``set_learning_rate(lr)``.
+        ``coef_of(snapshot)``, ``learning_rate`` and ``set_learning_rate(lr)``.
     plan : EpochPlan
     validation : Validation or None
         Required by ``plan.stopping == "validation"``.
@@ -365,94 +365,115 @@ def run_epochs(trainer, plan, *, validation=None, expand=np.array, callbacks=Non
     Diverged
         When the loss diverges (see :class:`_DivergenceGuard`).
     """
-    keeps_best = plan.stopping in ("validation", "gcv")
-    if plan.stopping == "fixed" or (plan.stopping == "loss"
-                                    and plan.schedule == "adaptive"):
-        # "adaptive" lowers the step size where MLP's rule would stop, and
-        # stops when it falls below the floor.
-        progress = _Fixed(plan)
-    elif plan.stopping == "loss":
-        progress = _LossProgress(plan)
-    elif plan.window > 0:
-        progress = _PathProgress(plan)
-    else:
-        progress = _Progress(plan)
-    criterion = _criterion(plan, trainer, validation)
-    guard = _DivergenceGuard(plan.reference_loss)
-    adaptive = None
-    if plan.schedule == "adaptive":
-        adaptive = _AdaptiveRate(trainer, trainer.learning_rate, plan.tol)
-    loss_curve, scores = [], []
-    best_snapshot = None
+    loop = _Loop(trainer, plan, validation, expand, reconstruct, verbose)
     context = None if callbacks is None else callbacks.begin(plan.max_iter)
     stopped = interrupted = False
-    n_iter = 0
     try:
         for epoch in range(1, plan.max_iter + 1):
-            batches = plan.batches()
             epoch_context = None if context is None else callbacks.begin_epoch(context)
-            with _interrupts_deferred() as interrupt_requested:
-                try:
-                    loss = float(trainer.run_epoch(batches))
-                except FloatingPointError as error:
-                    raise Diverged(epoch, "the loss or the coefficients became NaN "
-                                          "or infinite") from error
-                n_iter = epoch
-                loss_curve.append(loss)
-            guard.check(epoch, loss)
-            value = criterion(loss)
-            line = f"Iteration {epoch}, loss = {loss:.8f}"
-            if keeps_best:
-                scores.append(float(value))
-                line += f", validation score = {value:.8f}"
-            if progress.update(epoch, value) and keeps_best:
-                best_snapshot = trainer.snapshot()
-            if verbose:
-                print(line)
-            stop = epoch_context is not None and callbacks.end_epoch(
+            stop = loop.epoch(epoch)
+            if epoch_context is not None and callbacks.end_epoch(
                 epoch_context, lambda: reconstruct(expand(trainer.coef))
-            )
-            if adaptive is not None and adaptive.update(loss):
+            ):
                 stop = True
-            if interrupt_requested():
-                raise KeyboardInterrupt
             if stop or plan.online:
                 stopped = True
                 break
-            if progress.exhausted(epoch):
-                stopped = True
-                if verbose:
-                    _print_stop(plan, progress.patience(epoch))
-                break
     except KeyboardInterrupt:
-        if n_iter == 0:
+        if loop.n_iter == 0:
             raise
         interrupted = True
-        warnings.warn(f"{name}: training interrupted by user after {n_iter} epochs.")
-    if plan.stopping == "fixed":
-        stopped = True
-    if not stopped and not interrupted and not plan.online:
+        warnings.warn(
+            f"{name}: training interrupted by user after {loop.n_iter} epochs.")
+    if not (stopped or interrupted or plan.online or plan.stopping == "fixed"):
         warnings.warn(
             f"{name}: maximum iterations ({plan.max_iter}) reached and the "
             f"{_what_improves(plan)} was still improving; increase max_iter.",
             ConvergenceWarning,
         )
-    if keeps_best and best_snapshot is not None:
-        final = expand(trainer.coef_of(best_snapshot))
-    else:
-        final = expand(trainer.coef)
+    history = loop.history()
     if context is not None:
-        callbacks.end(context, lambda: reconstruct(final))
-    return {
-        "coef": final,
-        "n_iter": n_iter,
-        "best_iteration": progress.best_epoch if keeps_best else n_iter,
-        "loss_curve": loss_curve,
-        "validation_scores": scores if keeps_best else None,
-        "best_validation_score": progress.best if keeps_best else None,
-        "best_loss": None if keeps_best else float(min(loss_curve)),
-        "interrupted": interrupted,
-    }
+        callbacks.end(context, lambda: reconstruct(history["coef"]))
+    return dict(history, interrupted=interrupted)
+
+
+class _Loop:
+    """One fit's epochs: the step, the guard, the criterion, the best epoch."""
+
+    def __init__(self, trainer, plan, validation, expand, reconstruct, verbose):
+        self.trainer, self.plan, self.expand = trainer, plan, expand
+        self.verbose = verbose
+        self.keeps_best = plan.stopping in ("validation", "gcv")
+        self.progress = _progress(plan)
+        self.criterion = _criterion(plan, trainer, validation)
+        self.guard = _DivergenceGuard(plan.reference_loss)
+        self.adaptive = None
+        if plan.schedule == "adaptive":
+            self.adaptive = _AdaptiveRate(trainer, trainer.learning_rate, plan.tol)
+        self.loss_curve, self.scores = [], []
+        self.best_snapshot = None
+        self.n_iter = 0
+
+    def epoch(self, epoch):
+        """Run epoch ``epoch`` (1-based); True when the rule says stop."""
+        with _interrupts_deferred() as interrupt_requested:
+            try:
+                loss = float(self.trainer.run_epoch(self.plan.batches()))
+            except FloatingPointError as error:
+                raise Diverged(epoch, "the loss or the coefficients became NaN "
+                                      "or infinite") from error
+            self.n_iter = epoch
+            self.loss_curve.append(loss)
+        self.guard.check(epoch, loss)
+        value = self.criterion(loss)
+        line = f"Iteration {epoch}, loss = {loss:.8f}"
+        if self.keeps_best:
+            self.scores.append(float(value))
+            line += f", validation score = {value:.8f}"
+        if self.progress.update(epoch, value) and self.keeps_best:
+            self.best_snapshot = self.trainer.snapshot()
+        if self.verbose:
+            print(line)
+        if interrupt_requested():
+            raise KeyboardInterrupt
+        if self.adaptive is not None and self.adaptive.update(loss):
+            return True
+        if self.progress.exhausted(epoch):
+            if self.verbose:
+                _print_stop(self.plan, self.progress.patience(epoch))
+            return True
+        return False
+
+    def history(self):
+        """The kept coefficients and the record of the epochs run."""
+        if self.keeps_best and self.best_snapshot is not None:
+            coef = self.expand(self.trainer.coef_of(self.best_snapshot))
+        else:
+            coef = self.expand(self.trainer.coef)
+        keeps_best = self.keeps_best
+        return {
+            "coef": coef,
+            "n_iter": self.n_iter,
+            "best_iteration": self.progress.best_epoch if keeps_best else self.n_iter,
+            "loss_curve": self.loss_curve,
+            "validation_scores": self.scores if keeps_best else None,
+            "best_validation_score": self.progress.best if keeps_best else None,
+            "best_loss": None if keeps_best else float(min(self.loss_curve)),
+        }
+
+
+def _progress(plan):
+    """The stopping rule's bookkeeping for this plan."""
+    if plan.stopping == "fixed" or (plan.stopping == "loss"
+                                    and plan.schedule == "adaptive"):
+        # "adaptive" lowers the step size where MLP's rule would stop, and
+        # stops when it falls below the floor.
+        return _Fixed(plan)
+    if plan.stopping == "loss":
+        return _LossProgress(plan)
+    if plan.window > 0:
+        return _PathProgress(plan)
+    return _Progress(plan)
 
 
 def _what_improves(plan):

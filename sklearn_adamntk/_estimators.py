@@ -6,6 +6,8 @@ the hand-over to the fitting engine and the prediction plumbing they share
 live in :mod:`._base`.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
 from scipy.special import expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
@@ -24,6 +26,7 @@ from ._base import (
     DEFAULT_NORMALIZE_Y,
     _BaseAdamStarNTK,
     _partial_fit_available,
+    finite_outputs,
 )
 from ._fitting import Targets
 
@@ -116,38 +119,14 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         solver="auto",
         device="cpu",
         n_jobs=None,
+        copy_X=True,
         normalize_y=DEFAULT_NORMALIZE_Y,
     ):
-        super().__init__(
-            kernel=kernel,
-            activation=activation,
-            depth=depth,
-            weight_variance=weight_variance,
-            bias_variance=bias_variance,
-            width=width,
-            optimizer=optimizer,
-            learning_rate_init=learning_rate_init,
-            learning_rate=learning_rate,
-            power_t=power_t,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            max_iter=max_iter,
-            shuffle=shuffle,
-            tol=tol,
-            n_iter_no_change=n_iter_no_change,
-            early_stopping=early_stopping,
-            validation_fraction=validation_fraction,
-            warm_start=warm_start,
-            random_state=random_state,
-            verbose=verbose,
-            solver=solver,
-            device=device,
-            n_jobs=n_jobs,
-        )
+        # Every parameter but normalize_y is the base estimator's.
+        arguments = dict(locals())
+        for name in ("self", "__class__", "normalize_y"):
+            arguments.pop(name, None)
+        super().__init__(**arguments)
         self.normalize_y = normalize_y
 
     def _validate_Xy_fit(self, X, y, *, reset):
@@ -175,11 +154,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         if previous is not None:
             mean, std = previous["_y_mean"], previous["_y_std"]
         elif self.normalize_y:
-            mean = np.average(Y, axis=0, weights=sample_weight)
-            std = np.sqrt(np.average((Y - mean) ** 2, axis=0, weights=sample_weight))
-            # A constant target (to rounding) is centred but not scaled.
-            tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
-            std = np.where(std > tiny, std, 1.0)
+            mean, std = _standardisation(Y, sample_weight)
         else:
             mean = np.zeros(Y.shape[1])
             std = np.ones(Y.shape[1])
@@ -189,8 +164,10 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             with np.errstate(all="ignore"):
                 return float(r2_score(Y[rows], pred, sample_weight=sample_weight[rows]))
 
+        with np.errstate(over="ignore"):  # reported by _check_encoded_targets
+            encoded = (Y - mean) / std
         return Targets(
-            Y=(Y - mean) / std,
+            Y=encoded,
             loss="squared",
             attributes={"_y_mean": mean, "_y_std": std, "_y_1d": y_1d},
             score=score,
@@ -202,7 +179,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
 
     @staticmethod
     def _to_prediction(F, targets):
-        pred = F * targets["_y_std"] + targets["_y_mean"]
+        with np.errstate(over="ignore"):  # reported by finite_outputs
+            pred = F * targets["_y_std"] + targets["_y_mean"]
         return pred.ravel() if targets["_y_1d"] else pred
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -268,7 +246,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             Predictions, 1-D when ``y`` was 1-D at fit.
         """
         model, F = self._raw_predict(X)
-        return self._to_prediction(F, model.targets)
+        return finite_outputs(self._to_prediction(F, model.targets),
+                              type(self).__name__)
 
     def staged_predict(self, X):
         """Yield the predictions after each epoch of the last ``fit`` or ``partial_fit``.
@@ -291,7 +270,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         """
         model, stages = self._raw_predict(X, staged=True)
         for F in stages:
-            yield self._to_prediction(F, model.targets)
+            yield finite_outputs(self._to_prediction(F, model.targets),
+                                 type(self).__name__)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -349,7 +329,8 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         X, y = validate_data(
             self, X, y, reset=reset, dtype=[np.float64, np.float32], order="C"
         )
-        check_classification_targets(y)
+        with _sortable_labels(type(self).__name__, "y"):
+            check_classification_targets(y)
         return X, y
 
     def _encode_targets(self, y, sample_weight, *, classes=None, previous=None):
@@ -365,7 +346,8 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
                 )
             labels = known
         elif classes is not None:
-            labels = unique_labels(classes)
+            with _sortable_labels(name, "classes"):
+                labels = unique_labels(classes)
         else:
             labels = unique_labels(y)
         unseen = np.setdiff1d(np.unique(y), labels)
@@ -582,6 +564,37 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         model, stages = self._raw_predict(X, staged=True)
         for F in stages:
             yield model.targets["classes_"][_predicted_codes(F)]
+
+
+def _standardisation(Y, sample_weight):
+    """Sample-weighted mean and standard deviation of each column of ``Y``.
+
+    Computed on ``Y`` divided by its largest ``|y|``, so that targets of any
+    finite magnitude (``1e200``: the squares overflow; ``1e-15``: tiny but
+    not constant) give finite statistics.  A column whose standard deviation
+    is within rounding of its own magnitude (a relative test: 64 ulps) is
+    constant: it is centred, not scaled.
+    """
+    scale = np.max(np.abs(Y), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = Y / scale
+    mean = np.average(Z, axis=0, weights=sample_weight)
+    std = np.sqrt(np.average((Z - mean) ** 2, axis=0, weights=sample_weight))
+    constant = std <= 64 * np.finfo(np.float64).eps
+    return mean * scale, np.where(constant, 1.0, std * scale)
+
+
+@contextmanager
+def _sortable_labels(name, what):
+    """A ValueError naming the cause where class labels cannot be sorted."""
+    try:
+        yield
+    except TypeError as exc:
+        raise ValueError(
+            f"{name}: the class labels in {what} cannot be sorted ({exc}); "
+            "they mix types (e.g. str and int). Use labels of one type, "
+            "e.g. y.astype(str)."
+        ) from exc
 
 
 def _predicted_codes(F):

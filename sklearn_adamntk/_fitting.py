@@ -290,6 +290,10 @@ def _fit(problem, previous):
         # The coefficients live in the previous target encoding.
         targets = problem.resume_targets
     form = "primal" if solver == "primal" else "dual"
+    if not continuing:  # every large array, before the network is drawn
+        _solvers.check_fit_memory(problem, solver,
+                                  _n_train(problem.X.shape[0], split), resume,
+                                  cache_key)
     network = _network(problem, resume)
     # A resumed fit continues the previous shuffling stream (a copy, so that
     # a failed fit leaves the previous model exactly as it was).
@@ -303,6 +307,10 @@ def _fit(problem, previous):
     )
     setup = _solvers.build_trainer(problem, solver, targets, split, resume, network,
                                    continuing=continuing, cache_key=cache_key)
+    if setup.solver is not None and problem.stopping == "gcv":
+        # Every LAPACK driver failed and the dual solver trains instead: it
+        # has no spectrum to cross-validate the path with.
+        problem = dataclasses.replace(problem, stopping="loss")
     learning_rate = _resolve_learning_rate(problem, setup.trainer, resume)
     record = dataclasses.replace(
         record, settings=dataclasses.replace(problem.settings,
@@ -330,7 +338,7 @@ def _fit(problem, previous):
     X_key = setup.X_fit if setup.X_fit is not None else problem.X
     return dataclasses.replace(
         base,
-        solver=solver,
+        solver=setup.solver or solver,
         state=state,
         learning_rate=learning_rate,
         stopping=problem.stopping,
@@ -512,6 +520,13 @@ def _resolve_learning_rate(problem, trainer, resume):
         else:
             learning_rate = AUTO_ADAM_STEP / np.sqrt(curvature)
         learning_rate *= problem.learning_rate_scale
+        if learning_rate * settings.weight_decay >= 1:
+            raise ValueError(
+                f"{problem.name}: learning_rate_init='auto' chose "
+                f"{learning_rate:.3g} from the kernel's scale, and with "
+                f"weight_decay={settings.weight_decay!r} every step would "
+                "multiply the coefficients by 1 - learning_rate * weight_decay "
+                "<= 0. Lower weight_decay or set learning_rate_init.")
     trainer.set_learning_rate(float(learning_rate))
     return float(learning_rate)
 
@@ -623,6 +638,13 @@ def _split(problem, rng):
             f"({val_rows.size} rows). Increase validation_fraction or the "
             "size of the data, or set early_stopping=False."
         )
+    for rows, part in ((train_rows, "training"), (val_rows, "validation")):
+        if not np.sum(problem.sample_weight[rows]) > 0:
+            raise ValueError(
+                f"{problem.name}: the {part} rows of the early-stopping split "
+                "have no positive sample_weight. Give more rows a positive "
+                "weight, or set early_stopping=False."
+            )
     # Sorted, so that the coefficients keep the order of the rows of X.
     return np.sort(train_rows), np.sort(val_rows)
 

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._jit import CACHE
+
 LOSSES = ("squared", "logistic", "softmax")
 
 _LOSS_CODE = {"squared": 0, "logistic": 1, "softmax": 2}
@@ -66,10 +68,10 @@ def _row_loss(F, j, Y, r, loss_code, scale, L):
     return total
 
 
-_row_loss_cpu = njit(cache=True, error_model="numpy", inline="always")(_row_loss)
+_row_loss_cpu = njit(cache=CACHE, error_model="numpy", inline="always")(_row_loss)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _loss_rows(F, Y, loss_code, row_scale, loss_out, grad_out):
     """Per-row loss into ``loss_out``, ``row_scale[i] * dloss/dF[i]`` into ``grad_out``."""
     for i in range(F.shape[0]):

@@ -20,8 +20,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend
+from ._magnitude import (
+    WELL_SCALED,
+    kernel_limit,
+    kernel_scale_error,
+    largest_diagonal,
+    largest_entry,
+)
 from ._pairwise import network_kernel
-from ._random_network import empirical_kernel, network_features
+from ._random_network import empirical_kernel, forward_bytes, network_features
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,10 @@ class FittedModel:
         Rows of ``X_fit`` that trained (early stopping holds the others out).
     fit_digest : str or None
         Digest of a precomputed training Gram matrix (``warm_start``).
+    n_features_in, feature_names_in : int, ndarray or None
+        The columns the model was fitted on, which new rows are checked
+        against (set by the estimator: a prediction never mixes the feature
+        count of one fit with the coefficients of another).
     """
 
     spec: NetworkSpec
@@ -131,6 +142,8 @@ class FittedModel:
     model_key: tuple = ()
     train_rows: np.ndarray = None
     fit_digest: str = None
+    n_features_in: int = None
+    feature_names_in: np.ndarray = None
 
     @property
     def t(self):
@@ -141,9 +154,58 @@ class FittedModel:
     def n_outputs(self):
         return self.coef.shape[1]
 
+    @property
+    def optimizer(self):
+        """The optimizer that trained the model (``model_key[1]``), or None."""
+        return self.model_key[1] if len(self.model_key) > 1 else None
+
     def with_coef(self, coef):
         """The same model with other coefficients (an epoch of the path, say)."""
         return dataclasses.replace(self, coef=coef)
+
+
+def scale_error(spec, X, what, advice):
+    """Why the kernel of ``spec`` on rows ``X`` is too large to train or predict on.
+
+    Returns a message, or None when the kernel's diagonal (the largest value
+    of a positive semi-definite kernel; at finite width, the analytic
+    kernel's, which the empirical one approaches) stays within
+    :func:`._magnitude.kernel_limit` for training.  A precomputed kernel is
+    checked entry by entry.
+    """
+    if spec.precomputed:
+        limit = kernel_limit(X.dtype, training=True)
+        largest = largest_entry(X)
+        if largest <= limit:
+            return None
+        return (
+            f"the precomputed kernel {what} has entries up to {largest:.3g} (at "
+            f"most {limit:.2g} is supported in {X.dtype}). Scale the kernel down."
+        )
+    return kernel_scale_error(X, dict(spec.kernel_params(), depth=spec.depth),
+                              training=True, what=what, advice=advice)
+
+
+def scale_warning(spec, X):
+    """A warning when the kernel on the training rows ``X`` is finite but huge.
+
+    Returns a message, or None while the kernel's largest value stays below
+    :data:`._magnitude.WELL_SCALED`.
+    """
+    if spec.precomputed:
+        largest = largest_entry(X)
+    else:
+        largest = largest_diagonal(X, depth=spec.depth, **spec.kernel_params())[0]
+    if largest <= WELL_SCALED:
+        return None
+    return (
+        f"the network's kernel reaches {largest:.3g} on the training rows (the "
+        f"largest |entry| of X is {largest_entry(X):.3g}). A step of ADAM* or "
+        "Adam moves the model by about learning_rate_init * sqrt(K) and SGD's "
+        "stable rate shrinks as 1 / K, so with a kernel this large the fit "
+        "overshoots or diverges. Standardise X (e.g. StandardScaler in a "
+        "pipeline) or lower weight_variance."
+    )
 
 
 def prediction_device(spec, requested, name=""):
@@ -219,9 +281,42 @@ def model_outputs(model, X, coef=None, *, device="cpu", n_jobs=None,
         return out.astype(np.result_type(X, coef), copy=False)
     step = _backend.block_rows(coef.shape[0], np.float64, working_memory,
                                n_temporaries=2)
+    step = min(step, max(1, X.shape[0]))
+    _backend.check_allocation(
+        block_bytes(model, step, X.dtype.itemsize),
+        f"predicting in blocks of {step} rows (the operator of a block against "
+        "the model, and the network's activations where it has a finite width)",
+        "predict fewer rows at a time, lower scikit-learn's working_memory "
+        "(sklearn.set_config), or, at finite width, refit with solver='primal'",
+    )
     out = np.empty((X.shape[0], coef.shape[1]), dtype=np.result_type(X, coef))
     with _backend.numba_threads(n_jobs):
         for start in range(0, X.shape[0], step):
             rows = slice(start, start + step)
             out[rows] = operator_rows(model, X[rows], n_jobs, device) @ coef
     return out
+
+
+def block_bytes(model, n_rows, itemsize):
+    """Peak bytes of :func:`operator_rows` on a block of ``n_rows`` rows.
+
+    The block's kernel against the support rows (dual form) or its features
+    (primal); at finite width also the network's activations, on the block
+    and, for the dual form's empirical kernel, on every support row.
+    """
+    spec = model.spec
+    n_columns = model.coef.shape[0]
+    operator = n_rows * n_columns * itemsize
+    if spec.width is None:
+        return operator
+    network = model.network
+    options = dict(width=network.width, depth=network.depth, kernel=spec.kernel,
+                   itemsize=itemsize)
+    if model.form == "primal":
+        extra = operator if spec.kernel == "ntk" else 0  # the unstacked blocks
+        return (operator + extra
+                + forward_bytes(n_rows, network.n_features, features=True, **options))
+    extra = 2 * operator if spec.kernel == "ntk" else 0
+    return operator + extra + forward_bytes(n_rows + n_columns, network.n_features,
+                                            **options)
+

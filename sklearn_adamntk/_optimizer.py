@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from ._jit import CACHE
+
 OPTIMIZERS = ("adam*", "sgd", "momentum", "adam")
 
 _SGD, _MOMENTUM, _ADAM_STAR, _ADAM = 0, 1, 2, 3
@@ -201,7 +203,7 @@ def init_state(n_rows, n_outputs, optimizer, dtype=np.float64):
     return OptimizerState(moment, second, 0)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _scheduled_rate(lr, power_t, t):
     """``lr / t**power_t``: the inverse scaling schedule (``power_t = 0``: constant)."""
     if power_t == 0.0:
@@ -209,7 +211,7 @@ def _scheduled_rate(lr, power_t, t):
     return lr / float(t) ** power_t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _column_dots(X, Y, out):
     """``out[c] = sum_i X[i, c] Y[i, c]`` in a fixed order."""
     n, k = X.shape
@@ -220,7 +222,7 @@ def _column_dots(X, Y, out):
             out[c] += X[i, c] * Y[i, c]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates):
     """Update ``v`` with ``q = diag(L^T K_BB L)`` and set ``rates = lr * D_t``."""
     bias_1 = 1.0 - beta_1**t
@@ -231,7 +233,7 @@ def _adam_star_rates(second, q, t, lr, beta_1, beta_2, epsilon, rates):
         rates[c] = lr / (bias_1 * (np.sqrt(second[c] / bias_2) + epsilon))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _moment_rule(optimizer_code, beta_1, momentum):
     """``(use_moment, keep, gain)`` of the first-moment update ``M = keep M + gain G``.
 
@@ -245,7 +247,7 @@ def _moment_rule(optimizer_code, beta_1, momentum):
     return False, 0.0, 1.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _step_dense(coef, moment, G, use_moment, keep, gain, rates, decay):
     """``M = keep M + gain G; coef = decay coef - rates M`` (or ``- rates G``).
 
@@ -266,7 +268,7 @@ def _step_dense(coef, moment, G, use_moment, keep, gain, rates, decay):
     return n_bad
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _step_rows(coef, moment, rows, G_rows, use_moment, keep, gain, rates, decay):
     """:func:`_step_dense` with ``G`` zero outside ``rows`` (``G[rows] = G_rows``)."""
     n, k = coef.shape
@@ -298,7 +300,7 @@ def _step_rows(coef, moment, rows, G_rows, use_moment, keep, gain, rates, decay)
     return n_bad
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _adam_step_dense(coef, moment, second, G, n_weights, t, lr, beta_1, beta_2,
                      epsilon, decay):
     """True Adam on ``w`` with the mean-field per-weight gradient ``sqrt(P) G``."""

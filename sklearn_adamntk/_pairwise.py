@@ -13,7 +13,14 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from . import _backend
-from ._kernels import arccos_matrix, kernel_diag, kernel_matrix
+from ._kernels import (
+    HYPERPARAMETERS,
+    arccos_matrix,
+    kernel_diag,
+    kernel_matrix,
+    kernel_matrix_with_gradient,
+)
+from ._magnitude import arccos_scale_error, kernel_scale_error
 
 _ARRAYS = {
     # Sparse input is let through parameter validation so that check_array
@@ -56,12 +63,35 @@ def _check_arrays(X, Y):
     return X, Y
 
 
-def _gram_setup(X, Y, working_memory):
-    """Check the output fits in memory; rows per block for the core."""
+def _check_scale(function, X, Y, **params):
+    """A clear error, before any work, where the kernel would overflow."""
+    for rows, name in ((X, "X"), (Y, "Y")):
+        if rows is None:
+            continue
+        if "degree" in params:
+            message = arccos_scale_error(rows, params["degree"], name)
+        else:
+            message = kernel_scale_error(
+                rows, params, training=False, what=name,
+                advice="Standardise the rows (e.g. StandardScaler) or lower "
+                "weight_variance.")
+        if message:
+            raise ValueError(f"{function}: {message}")
+
+
+def _gram_setup(X, Y, working_memory, n_gradients=None):
+    """Check the output fits in memory; rows per block for the core.
+
+    With ``n_gradients``, the output is the matrix and that many derivatives.
+    """
     n_y = X.shape[0] if Y is None else Y.shape[0]
+    what = f"the {X.shape[0]} x {n_y} kernel matrix"
+    n_matrices = 1
+    if n_gradients is not None:
+        what += f" and its gradient ({n_gradients} more matrices)"
+        n_matrices += n_gradients
     _backend.check_allocation(
-        X.shape[0] * n_y * X.dtype.itemsize,
-        f"the {X.shape[0]} x {n_y} kernel matrix",
+        n_matrices * X.shape[0] * n_y * X.dtype.itemsize, what,
         "pass fewer samples, or float32 input to halve it",
     )
     if working_memory is None:
@@ -121,7 +151,8 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
     Returns
     -------
     K : ndarray of shape (n_samples_X, n_samples_Y)
-        float32 when every input is float32, float64 otherwise.
+        The kernel matrix: float32 when every input is float32, float64
+        otherwise.
 
     See Also
     --------
@@ -138,6 +169,9 @@ def network_kernel(X, Y=None, *, kernel="ntk", activation="relu", depth=1,
            [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
+    _check_scale("network_kernel", X, Y, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
     device = _backend.resolve_device(device)
     block_rows = _gram_setup(X, Y, working_memory)
     if device == "cuda":
@@ -156,14 +190,23 @@ def network_kernel_diag(X, *, kernel="ntk", activation="relu", depth=1,
                         weight_variance=2.0, bias_variance=0.0, n_jobs=None):
     """Diagonal ``K(x, x)`` of :func:`network_kernel`, in O(n_samples * depth).
 
-    Equal, bit for bit, to ``np.diag(network_kernel(X, ...))``.
+    Equal, bit for bit, to ``np.diag(network_kernel(X, ...))``: both take the
+    closed forms at an angle of zero.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Dense input.
-    kernel, activation, depth, weight_variance, bias_variance
-        As for :func:`network_kernel`.
+        Dense input; sparse matrices are not supported.
+    kernel : {"ntk", "nngp"}, default="ntk"
+        Tangent kernel of the whole network, or the readout-only kernel.
+    activation : {"relu", "erf"}, default="relu"
+        Hidden-layer nonlinearity.
+    depth : int, default=1
+        Number of hidden layers, at least 1.
+    weight_variance : float, default=2.0
+        Variance of the weights (``sw2 > 0``).
+    bias_variance : float, default=0.0
+        Variance of the biases (``sb2 >= 0``).
     n_jobs : int, default=None
         Accepted for symmetry with :func:`network_kernel`; the diagonal is
         cheap and computed on one thread.
@@ -171,9 +214,26 @@ def network_kernel_diag(X, *, kernel="ntk", activation="relu", depth=1,
     Returns
     -------
     diag : ndarray of shape (n_samples,)
-        float32 for float32 input, float64 otherwise.
+        The diagonal: float32 for float32 input, float64 otherwise.
+
+    See Also
+    --------
+    network_kernel : The whole matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_adamntk import network_kernel, network_kernel_diag
+    >>> X = np.array([[1.0, 0.0], [0.0, 2.0]])
+    >>> network_kernel_diag(X, kernel="nngp")
+    array([1., 4.])
+    >>> bool(np.all(network_kernel_diag(X) == np.diag(network_kernel(X))))
+    True
     """
     X, _ = _check_arrays(X, None)
+    _check_scale("network_kernel_diag", X, None, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
     with _backend.numba_threads(n_jobs):
         return kernel_diag(X, kernel=kernel, activation=activation, depth=depth,
                            weight_variance=weight_variance, bias_variance=bias_variance)
@@ -196,20 +256,68 @@ def arccos_kernel(X, Y=None, *, degree=1, working_memory=None, n_jobs=None):
     Parameters
     ----------
     X : array-like of shape (n_samples_X, n_features)
-        Dense input.
+        Dense input; sparse matrices are not supported.
     Y : array-like of shape (n_samples_Y, n_features), default=None
         ``None`` computes ``K(X, X)``.
     degree : {0, 1, 2}, default=1
         Degree ``n`` of the kernel.
-    working_memory, n_jobs
-        As for :func:`network_kernel`.
+    working_memory : float, default=None
+        MiB to aim for per block of rows; ``None`` uses scikit-learn's
+        ``working_memory`` setting.
+    n_jobs : int, default=None
+        Threads for the elementwise pass and the matrix product.  ``None``
+        and -1 use all available, -2 all but one.
 
     Returns
     -------
     K : ndarray of shape (n_samples_X, n_samples_Y)
-        float32 when every input is float32, float64 otherwise.
+        The kernel matrix: float32 when every input is float32, float64
+        otherwise.
+
+    See Also
+    --------
+    network_kernel : The ReLU network kernels, built from these.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_adamntk import arccos_kernel
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> arccos_kernel(X, degree=0)
+    array([[1. , 0.5],
+           [0.5, 1. ]])
+    >>> arccos_kernel(X, degree=1).round(4)
+    array([[1.    , 0.3183],
+           [0.3183, 1.    ]])
     """
     X, Y = _check_arrays(X, Y)
+    _check_scale("arccos_kernel", X, Y, degree=int(degree))
     block_rows = _gram_setup(X, Y, working_memory)
     with _backend.numba_threads(n_jobs):
         return arccos_matrix(X, Y, degree=int(degree), block_rows=block_rows)
+
+
+def _network_kernel_with_gradient(X, *, kernel, activation, depth, weight_variance,
+                                  bias_variance, wrt=HYPERPARAMETERS,
+                                  working_memory=None, n_jobs=None):
+    """``K(X, X)`` and its log-derivatives with respect to the variances in ``wrt``.
+
+    For :class:`~sklearn_adamntk.NetworkKernel`, which validates the
+    parameters itself; see
+    :func:`sklearn_adamntk._kernels.kernel_matrix_with_gradient`.
+
+    Returns
+    -------
+    K : ndarray of shape (n_samples, n_samples)
+    K_gradient : ndarray of shape (n_samples, n_samples, len(wrt))
+    """
+    X, _ = _check_arrays(X, None)
+    _check_scale("NetworkKernel", X, None, kernel=kernel, activation=activation,
+                 depth=depth, weight_variance=weight_variance,
+                 bias_variance=bias_variance)
+    block_rows = _gram_setup(X, None, working_memory, n_gradients=len(wrt))
+    with _backend.numba_threads(n_jobs):
+        return kernel_matrix_with_gradient(
+            X, kernel=kernel, activation=activation, depth=depth,
+            weight_variance=weight_variance, bias_variance=bias_variance, wrt=wrt,
+            block_rows=block_rows)

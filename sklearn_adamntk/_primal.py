@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from ._batch import _BatchTrainer, _batch_loss_gradient, _gather_rows_tdot
+from ._jit import CACHE
 from ._losses import _float_dtype
 from ._spectral import top_eigenvalue
 from ._optimizer import (
@@ -26,7 +27,7 @@ from ._optimizer import (
 )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=CACHE, error_model="numpy")
 def _primal_minibatch_epoch(Psi, Y, weight, coef, moment, second, t, order, offsets,
                             loss_code, optimizer_code, lr, power_t, weight_decay,
                             beta_1, beta_2, epsilon, momentum):

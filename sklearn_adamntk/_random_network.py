@@ -169,6 +169,40 @@ def draw_network(n_features, *, width, depth, random_state=None):
     return RandomNetwork(hidden_weights, hidden_biases, readout_weight, readout_bias)
 
 
+def n_network_parameters(n_features, *, width, depth):
+    """Number of parameters :func:`draw_network` draws (float64 each).
+
+    ``d * width + width`` for the first layer, ``width**2 + width`` for each
+    other hidden layer, and ``width + 1`` for the readout: what to check
+    against the available memory before drawing.
+    """
+    first_layer = n_features * width + width
+    other_layers = (depth - 1) * (width * width + width)
+    return first_layer + other_layers + width + 1
+
+
+def forward_bytes(n_rows, n_features, *, width, depth, kernel, itemsize,
+                  features=False):
+    """Peak bytes of the temporaries of a forward pass over ``n_rows`` rows.
+
+    Besides the result (the features of :func:`network_features`, with
+    ``features=True``, or the kernel of :func:`empirical_kernel`):
+    ``"nngp"`` runs the layers forward with one layer's scaled input and
+    output alive at a time, then scales the last output into the features
+    (a copy, for the kernel); ``"ntk"`` keeps every layer's input,
+    activation derivative and backpropagated signal.  float32 data also
+    casts one weight matrix at a time to float32.
+    """
+    fan_in = max(n_features, width) if depth > 1 else n_features
+    cast = fan_in * width * 4 if itemsize == 4 else 0
+    if kernel == "nngp":
+        layer = n_rows * (fan_in + width)  # a layer's scaled input and output
+        last = 0 if features else 2 * n_rows * width  # the output, scaled: a copy
+        return max(layer, last) * itemsize + cast
+    kept = n_rows * (n_features + (3 * depth + 1) * width)
+    return kept * itemsize + cast
+
+
 def n_feature_columns(n_features, *, width, depth, kernel):
     """Number of columns of :func:`network_features`.
 
@@ -191,9 +225,7 @@ def n_feature_columns(n_features, *, width, depth, kernel):
     _check_kernel(kernel)
     if kernel == "nngp":
         return width + 1
-    first_layer = n_features * width + width
-    other_layers = (depth - 1) * (width * width + width)
-    return first_layer + other_layers + width + 1
+    return n_network_parameters(n_features, width=width, depth=depth)
 
 
 def _activation_and_derivative(activation, h):
@@ -230,7 +262,7 @@ def _forward(network, X, activation, weight_variance, bias_variance, backward,
     x = X
     for weight, bias in zip(network.hidden_weights, network.hidden_biases):
         scaled = x * dtype.type(np.sqrt(weight_variance / x.shape[1]))
-        x = None  # the previous layer's output is no longer needed
+        x = h = None  # the previous layer's output (h is x) is no longer needed
         if backward:
             inputs.append(scaled)
         h = scaled @ weight.astype(dtype, copy=False)

@@ -24,7 +24,12 @@ from ._losses import _check_loss
 from ._model import gram
 from ._optimizer import OPTIMIZERS
 from ._primal import PrimalTrainer
-from ._random_network import n_feature_columns, network_features
+from ._random_network import (
+    forward_bytes,
+    n_feature_columns,
+    n_network_parameters,
+    network_features,
+)
 from ._spectral import eigen_decomposition, krylov_decomposition, krylov_pays
 
 SOLVERS = ("dual", "eigen", "primal")
@@ -130,6 +135,9 @@ class TrainerSetup:
     rows : ndarray of int or None
         The trainer's rows the batches draw from (online training: this
         call's samples in the support set); ``None``: every row.
+    solver : str or None
+        The solver that runs, where it is not the one asked for: ``"dual"``
+        when every LAPACK driver failed on the eigen solver's Gram matrix.
     """
 
     trainer: object
@@ -137,6 +145,7 @@ class TrainerSetup:
     X_fit: np.ndarray = None
     n_support: int = None
     rows: np.ndarray = None
+    solver: str = None
 
 
 def feature_columns(problem):
@@ -204,43 +213,119 @@ def eigen_key(problem, train_rows, network, Y, *, fresh):
     )
 
 
-def check_memory(problem, solver, n_train, *, cached=False):
-    """Fail fast, with what to change, when the training operator cannot fit.
+def check_memory(problem, solver, n_train, *, cached=False, network=False,
+                 resuming=False):
+    """Fail fast, with what to change, when the fit's arrays cannot fit.
 
-    ``cached``: the eigendecomposition is cached, so no ``N x N`` array is
-    allocated.  Cached decompositions are dropped before giving up.
+    Counts every large array of :func:`fit_allocations` against the memory
+    available now; called before the random network is drawn
+    (``network=True``: its weights are still to come) and again, knowing
+    whether the eigendecomposition is cached, before the trainer is built.
+    Cached decompositions are dropped before giving up.
     """
-    if cached:
-        return
+    options = dict(cached=cached, network=network, resuming=resuming)
     try:
-        _check_allocations(problem, solver, n_train)
+        _check_allocations(problem, solver, n_train, options)
     except MemoryError:
         if not _eigen_cache.nbytes():
             raise
         _eigen_cache.clear()
-        _check_allocations(problem, solver, n_train)
+        _check_allocations(problem, solver, n_train, options)
 
 
-def _check_allocations(problem, solver, n_train):
-    itemsize = problem.X.dtype.itemsize
+def check_fit_memory(problem, solver, n_train, resume, cache_key):
+    """:func:`check_memory` before anything large is made, the network included.
+
+    At infinite width the eigen cache can already be consulted
+    (``cache_key``); at finite width its key needs the network, so only the
+    network is counted for the eigen solver until :func:`build_trainer`
+    checks again.
+    """
+    cached = solver == "eigen" and (
+        cache_key is not None and _eigen_cache.get(cache_key) is not None
+        or (None if problem.spec.width is not None else False))
+    check_memory(problem, solver, n_train, cached=cached, network=resume is None,
+                 resuming=resume is not None)
+
+
+def fit_allocations(problem, solver, n_train, *, cached=False, network=False,
+                    resuming=False):
+    """The large arrays one fit allocates: a list of ``(n_bytes, what)``.
+
+    ``cached``: the eigendecomposition is cached (no ``N x N`` array), or
+    ``None`` when that is not known yet (finite width, before the network
+    that its key hashes is drawn): only the network is then counted for the
+    eigen solver.  ``network``: the random network is still to be drawn.
+    ``resuming``: a ``warm_start`` fit continues a model (the eigen solver
+    then keeps the Gram matrix and decomposes a weighted copy).
+    Arrays of ``O(N k)`` numbers (targets, coefficients, optimizer state)
+    and the per-epoch coefficient path are not counted.
+    """
+    X, spec = problem.X, problem.spec
+    n_rows, n_features = X.shape
+    itemsize = X.dtype.itemsize
+    parts = []
+    if network and spec.width is not None:
+        n_params = n_network_parameters(n_features, width=spec.width, depth=spec.depth)
+        parts.append((8 * n_params, f"the random network's {n_params} weights"))
+    if spec.width is not None:
+        temporaries = forward_bytes(n_rows, n_features, width=spec.width,
+                                    depth=spec.depth, kernel=spec.kernel,
+                                    itemsize=itemsize, features=solver == "primal")
     if solver == "primal":
         n_columns = feature_columns(problem)
-        _backend.check_allocation(
-            n_train * n_columns * itemsize,
-            f"the {n_train} x {n_columns} feature matrix of the network",
-            "use a smaller width, kernel='nngp' (width + 1 features), or "
-            "float32 input",
-        )
+        features = n_rows * n_columns * itemsize
+        parts.append((features, f"the {n_rows} x {n_columns} feature matrix of the "
+                                "network"))
+        if spec.kernel == "ntk":
+            temporaries += features  # the per-layer blocks, before they are stacked
+        parts.append((temporaries, "the network's activations while computing it"))
+        return parts
+    if solver == "eigen" and (cached or (cached is None and spec.width is not None)):
+        return parts
+    square = n_train * n_train * itemsize
+    own_gram = not (spec.precomputed and n_train == n_rows)  # else X itself
+    parts.append((square if own_gram else 0,
+                  f"the {n_train} x {n_train} training Gram matrix"))
+    if spec.width is not None:
+        if spec.kernel == "ntk":
+            temporaries += 2 * square  # two Gram-sized products per layer
+        parts.append((temporaries, "the network's activations while computing it"))
+    if solver == "eigen":
+        n_epochs = krylov_epochs(problem, n_train, problem.targets.Y.shape[1],
+                                 fresh=not resuming)
+        if n_epochs is not None:
+            directions = (n_epochs + 1) * problem.targets.Y.shape[1]
+            parts.append((3 * n_train * directions * itemsize,
+                          "its Krylov basis for solver='eigen'"))
+        else:
+            # K is decomposed in place, unless it is X or a resumed fit needs it.
+            weighted = square if resuming or not own_gram else 0
+            parts.append((square + weighted,
+                          "its eigenvectors for solver='eigen'"))
+    n_val = n_rows - n_train
+    if n_val:
+        parts.append((n_val * n_train * itemsize,
+                      f"the {n_val} x {n_train} validation kernel"))
+    return parts
+
+
+def _check_allocations(problem, solver, n_train, options):
+    parts = [(n_bytes, what) for n_bytes, what in
+             fit_allocations(problem, solver, n_train, **options) if n_bytes]
+    if not parts:
         return
-    # eigen weights the Gram matrix in place and adds the eigenvectors.
-    copies = 2 if solver == "eigen" else 1
-    _backend.check_allocation(
-        copies * n_train * n_train * itemsize,
-        f"the {n_train} x {n_train} training Gram matrix"
-        + (" (and its eigenvectors for solver='eigen')" if copies > 1 else ""),
-        "use width=... with solver='primal' (a finite network, memory "
-        "linear in the rows), float32 input, or fewer rows",
-    )
+    total = sum(n_bytes for n_bytes, _ in parts)
+    what = " + ".join(f"{what} ({n_bytes / 2**30:.2g} GiB)" for n_bytes, what in parts)
+    if solver == "primal":
+        advice = ("use a smaller width, kernel='nngp' (width + 1 features), or "
+                  "float32 input")
+    elif problem.spec.width is not None and options["network"] and len(parts) == 1:
+        advice = "use a smaller width or depth"
+    else:
+        advice = ("use width=... with solver='primal' (a finite network, memory "
+                  "linear in the rows), float32 input, or fewer rows")
+    _backend.check_allocation(total, what, advice)
 
 
 def build_trainer(problem, solver, targets, split, resume, network, *, continuing,
@@ -278,7 +363,8 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
                               fresh=resume is None)
     if not continuing:
         cached = solver == "eigen" and _eigen_cache.get(cache_key) is not None
-        check_memory(problem, solver, n_train, cached=cached)
+        check_memory(problem, solver, n_train, cached=cached,  # the network is drawn
+                     resuming=resume is not None)
 
     if solver == "primal":
         return _primal_setup(problem, Y, targets.loss, rows, val_rows, resume,
@@ -307,7 +393,9 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
                                        network=network, n_jobs=problem.n_jobs,
                                        device=problem.device)
     X_fit = None if problem.spec.precomputed else X
-    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0])
+    fell_back = solver == "eigen" and not isinstance(trainer, EigenTrainer)
+    return TrainerSetup(trainer, validation_operator, X_fit, X.shape[0],
+                        solver="dual" if fell_back else None)
 
 
 def _features(problem, X, network):
@@ -356,7 +444,9 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
 
     The Gram matrix is computed only when the decomposition is not cached or
     a resumed model needs it, and is decomposed in place when nothing else
-    needs it afterwards.
+    needs it afterwards.  Where LAPACK fails on it (every driver), the same
+    model is trained by a :class:`DualTrainer` instead (recorded as the
+    fitted model's solver).
     """
     decomposition = _eigen_cache.get(key)
     resuming = coef is not None
@@ -365,17 +455,27 @@ def _eigen_trainer(problem, key, train_rows, network, Y, sample_weight, coef, st
         K = _train_gram(problem, train_rows, network)
     n_epochs = krylov_epochs(problem, Y.shape[0], Y.shape[1],
                              not resuming)
-    if decomposition is None and n_epochs is not None:
-        decomposition = krylov_decomposition(K, Y, n_epochs,
-                                             sample_weight=sample_weight)
-        K = None
-        _eigen_cache.put(key, decomposition)
-    elif decomposition is None:
-        in_place = not resuming and K is not problem.X
-        decomposition = eigen_decomposition(K, sample_weight=sample_weight,
-                                            overwrite_K=in_place)
-        if in_place:
-            K = None
+    if decomposition is None:
+        in_place = n_epochs is None and not resuming and K is not problem.X
+        try:
+            if n_epochs is not None:
+                decomposition = krylov_decomposition(K, Y, n_epochs,
+                                                     sample_weight=sample_weight)
+            else:
+                decomposition = eigen_decomposition(K, sample_weight=sample_weight,
+                                                    overwrite_K=in_place)
+        except np.linalg.LinAlgError:
+            if in_place:  # K was destroyed by the failed attempt
+                K = _train_gram(problem, train_rows, network)
+            try:
+                decomposition = eigen_decomposition(K, sample_weight=sample_weight)
+            except np.linalg.LinAlgError:
+                return DualTrainer(K, Y, problem.settings, "squared",
+                                   sample_weight=sample_weight, coef=coef,
+                                   state=state)
+        else:
+            if in_place or n_epochs is not None:
+                K = None
         _eigen_cache.put(key, decomposition)
     return EigenTrainer(decomposition, K, Y, problem.settings,
                         sample_weight=sample_weight, coef=coef, state=state)

@@ -64,6 +64,16 @@ def _eigh_driver(n, dtype):
     return "evd" if available is not None and workspace < available / 2 else "evr"
 
 
+def _eigh_drivers(n, dtype):
+    """LAPACK drivers to try in turn: the preferred one, then MRRR, then QR."""
+    first = _eigh_driver(n, dtype)
+    return [first] + [driver for driver in ("evr", "ev") if driver != first]
+
+
+def _failure(driver, exc=None):
+    return f"{driver}: {exc if exc is not None else 'non-finite eigenvalues'}"
+
+
 def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):
     """Eigendecomposition of ``W^1/2 K W^1/2`` for :class:`EigenTrainer`.
 
@@ -78,6 +88,10 @@ def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):
     weighted matrix plus the eigenvectors, ``2 N^2`` numbers
     (``numpy.linalg.eigh`` would also copy its input).
 
+    LAPACK can fail to converge on some ill-conditioned matrices; the other
+    drivers are then tried in turn (MRRR, then QR iteration), each on a fresh
+    copy of the weighted matrix, unless ``K`` was decomposed in place.
+
     Parameters
     ----------
     K : ndarray of shape (N, N)
@@ -90,23 +104,44 @@ def eigen_decomposition(K, sample_weight=None, *, overwrite_K=False):
     Returns
     -------
     EigenDecomposition
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When every driver failed (or the one in-place attempt did: ``K`` is
+        then destroyed, and the caller may recompute it and try again).
     """
     K = _check_square(K)
     weight = _check_sample_weight(sample_weight, K.shape[0], K.dtype)
     sqrt_weight = np.sqrt(weight)
-    if overwrite_K and K.flags.writeable:
-        weighted = K
-        weighted *= sqrt_weight[:, None]
+    in_place = overwrite_K and K.flags.writeable
+    drivers = _eigh_drivers(K.shape[0], K.dtype)
+    failures = []
+    for driver in drivers[:1] if in_place else drivers:
+        if in_place:
+            weighted = K
+            weighted *= sqrt_weight[:, None]
+        else:
+            weighted = K * sqrt_weight[:, None]
+        weighted *= sqrt_weight[None, :]
+        # LAPACK works in column-major order: the transpose of the symmetric
+        # matrix is the same matrix, and lets LAPACK overwrite it without a
+        # copy.
+        try:
+            eigenvalues, eigenvectors = scipy.linalg.eigh(
+                weighted.T, overwrite_a=True, check_finite=False, driver=driver)
+        except np.linalg.LinAlgError as exc:
+            failures.append(_failure(driver, exc))
+            continue
+        finally:
+            del weighted
+        if np.all(np.isfinite(eigenvalues)):
+            break
+        failures.append(_failure(driver))
     else:
-        weighted = K * sqrt_weight[:, None]
-    weighted *= sqrt_weight[None, :]
-    # LAPACK works in column-major order: the transpose of the symmetric
-    # matrix is the same matrix, and lets LAPACK overwrite it without a copy.
-    eigenvalues, eigenvectors = scipy.linalg.eigh(
-        weighted.T, overwrite_a=True, check_finite=False,
-        driver=_eigh_driver(weighted.shape[0], weighted.dtype),
-    )
-    del weighted
+        raise np.linalg.LinAlgError(
+            "The eigendecomposition of the training Gram matrix failed ("
+            + "; ".join(failures) + ")" + ("; K was overwritten" if in_place else ""))
     np.maximum(eigenvalues, 0, out=eigenvalues)
     return EigenDecomposition(
         eigenvalues=eigenvalues,
@@ -186,7 +221,21 @@ def krylov_decomposition(K, Y, n_epochs, sample_weight=None):
     V = np.hstack(blocks) if blocks else np.zeros((n, 0), dtype=dtype)
     projected = V.T @ (np.hstack(images) if images else np.zeros_like(V))
     projected = 0.5 * (projected + projected.T)
-    eigenvalues, rotation = np.linalg.eigh(projected)
+    failures = []
+    for driver in ("evd", "evr", "ev"):
+        try:
+            eigenvalues, rotation = scipy.linalg.eigh(projected, driver=driver,
+                                                      check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            failures.append(_failure(driver, exc))
+            continue
+        if np.all(np.isfinite(eigenvalues)):
+            break
+        failures.append(_failure(driver))
+    else:
+        raise np.linalg.LinAlgError(
+            "The eigendecomposition of the Krylov restriction failed ("
+            + "; ".join(failures) + ")")
     np.maximum(eigenvalues, 0, out=eigenvalues)
     return EigenDecomposition(
         eigenvalues=eigenvalues,
@@ -220,8 +269,6 @@ def _orthonormal_block(block, basis, tolerance):
     if not kept:
         return np.zeros((block.shape[0], 0), dtype=block.dtype)
     return np.column_stack(kept)
-
-
 
 
 def top_eigenvalue(matvec, n, dtype=np.float64, *, max_iter=300, rtol=1e-12):
@@ -264,3 +311,77 @@ def top_eigenvalue(matvec, n, dtype=np.float64, *, max_iter=300, rtol=1e-12):
         if abs(estimate - previous) <= rtol * abs(estimate):
             break
     return max(estimate, 0.0)
+
+
+def gram_defect(K, *, n_steps=10):
+    """Why ``K`` is clearly not a symmetric positive semi-definite Gram matrix, or None.
+
+    Cheap next to training on ``K``: one blocked pass compares ``K`` with its
+    transpose, the diagonal must not be negative, and ``n_steps`` products
+    with ``K`` build a Krylov subspace (Lanczos, from a fixed start) whose
+    smallest Ritz value bounds the smallest eigenvalue from above: a clearly
+    negative one proves that ``K`` is not positive semi-definite.  "Clearly"
+    means below ``-rtol`` times the largest eigenvalue seen (``rtol = 1e-6``
+    in float64, ``1.2e-3`` in float32), far beyond rounding; a matrix that
+    passes may still have small negative eigenvalues, which the trainers
+    treat as zero (eigen) or barely move along (dual).
+
+    Parameters
+    ----------
+    K : ndarray of shape (N, N)
+        Finite.
+    n_steps : int, default=10
+        Products with ``K`` (the cost of as many dual epochs).
+
+    Returns
+    -------
+    defect : str or None
+    """
+    n = K.shape[0]
+    if n == 0:
+        return None
+    rtol = max(1e-6, 1e4 * float(np.finfo(K.dtype).eps))
+    scale = max(float(K.max()), -float(K.min()))
+    if scale == 0.0:
+        return None
+    step = _backend.block_rows(n, K.dtype, 4)  # 4 MiB blocks
+    asymmetry = 0.0
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        difference = K[rows] - K[:, rows].T
+        asymmetry = max(asymmetry, float(np.max(np.abs(difference, out=difference))))
+    if asymmetry > rtol * scale:
+        return (f"it is not symmetric (|K - K.T| reaches {asymmetry:.3g}, "
+                f"|K| {scale:.3g})")
+    diagonal = np.diagonal(K)
+    row = int(np.argmin(diagonal))
+    if diagonal[row] < -rtol * scale:
+        return (f"its diagonal has a negative entry (K[{row}, {row}] = "
+                f"{float(diagonal[row]):.3g}), so it has a negative eigenvalue")
+    smallest, largest = _ritz_extremes(K, min(n_steps, n))
+    if smallest < -rtol * max(largest, float(np.max(diagonal))):
+        return (f"it has an eigenvalue at or below {smallest:.3g} (the largest "
+                f"is at least {largest:.3g})")
+    return None
+
+
+def _ritz_extremes(K, n_steps):
+    """Smallest and largest Ritz values of ``K`` on an ``n_steps`` Krylov subspace."""
+    rng = np.random.RandomState(0)
+    basis, images = [], []
+    v = rng.standard_normal(K.shape[0])
+    for _ in range(n_steps):
+        for _ in range(2):  # orthogonalise twice: orthonormal to rounding
+            for u in basis:
+                v -= u * (u @ v)
+        length = np.linalg.norm(v)
+        if length == 0.0 or (basis and length < 1e-10 * np.linalg.norm(images[-1])):
+            break  # the subspace is invariant: its Ritz values are eigenvalues
+        v /= length
+        basis.append(v)
+        images.append(np.asarray(K @ v.astype(K.dtype, copy=False), dtype=np.float64))
+        v = images[-1].copy()
+    V, W = np.array(basis), np.array(images)
+    projected = V @ W.T
+    ritz = np.linalg.eigvalsh(0.5 * (projected + projected.T))
+    return float(ritz[0]), float(ritz[-1])

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "sklearn_adamntk"
 
 # What the network computes, and how the readout learns: NumPy, SciPy, Numba.
-KERNEL_CORE = ["_kernels", "_random_network"]
+KERNEL_CORE = ["_kernels", "_random_network", "_jit", "_magnitude"]
 TRAINING_CORE = ["_losses", "_optimizer", "_inputs", "_batch", "_dual", "_primal",
                  "_eigen", "_spectral", "_eigen_cache", "_cuda", "_cuda_dual"]
 # The engine, and the validated kernel functions, may use scikit-learn's

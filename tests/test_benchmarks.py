@@ -20,6 +20,7 @@ import _neural_tangents  # noqa: E402
 import _worker  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_grid  # noqa: E402
+import bench_kernel_gradient  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_training  # noqa: E402
@@ -75,6 +76,29 @@ def test_kernel_section_rows():
         assert row[9] is None and row[10] is None
 
 
+def test_gradient_section_rows():
+    rows = bench_kernel_gradient.run(sizes=(64,), kernels=("ntk",), depths=(1, 3),
+                                     dtypes=(np.float32,), repeats=1, pause=0)
+    assert len(rows) == 4
+    for row in rows:
+        assert len(row) == len(bench_kernel_gradient.HEADERS)
+        assert all(value >= 0 for value in _numbers(row, [5, 6, 7]))
+        assert all(value > 0 for value in _numbers(row, [8, 9]))
+        assert float(row[10]) >= 0
+        assert row[-1] in ("yes", "NO")
+
+
+def test_gradient_section_times_wall_and_cpu():
+    calls = []
+    wall, cpu = bench_kernel_gradient.median_wall_and_cpu_times(
+        [lambda: calls.append("a"), lambda: sum(range(10**5))], repeats=3,
+        before=lambda: calls.append("before"))
+    # A warm-up call, then the repeats, each after the untimed ``before``.
+    assert calls == ["a"] + ["before", "a", "before"] * 3
+    assert len(wall) == len(cpu) == 2 and all(t >= 0 for t in wall + cpu)
+    assert cpu[1] > 0
+
+
 def test_neural_tangents_kernel_is_ours():
     if _neural_tangents.import_error() is not None:
         pytest.skip("neural-tangents is an optional benchmark dependency")
@@ -112,9 +136,12 @@ def test_worker_fit_measures_a_fit():
 
 
 def test_worker_runs_the_peers_on_the_same_kernel():
+    def network(kernel):  # get_params() also holds the GP tuning bounds
+        return {key: kernel.get_params()[key] for key in _worker.KERNEL}
+
     ridge = _worker.make_model("krr")
-    assert ridge.kernel.get_params() == _worker.KERNEL
-    assert _worker.make_model("svr").kernel.get_params() == _worker.KERNEL
+    assert network(ridge.kernel) == _worker.KERNEL
+    assert network(_worker.make_model("svr").kernel) == _worker.KERNEL
     ours = _worker.make_model("adam", {"solver": "eigen"})
     assert {key: ours.get_params()[key] for key in _worker.KERNEL} == _worker.KERNEL
     X_train, X_test, y_train, y_test = _worker.friedman(50, 10)

@@ -39,12 +39,43 @@ def _slope_near_minus_half(out):
     assert -0.65 < slope < -0.35, slope
 
 
+def _gp_tuned_and_matched_by_kernel_ridge(out):
+    # The tuned GP rose above its start, and kernel ridge on its tuned kernel
+    # with alpha = noise level is its posterior mean.
+    tuned, start = map(float, re.search(
+        r"log-marginal likelihood: (-?[0-9.]+) \(at the start: (-?[0-9.]+)\)", out
+    ).groups())
+    assert tuned > start, (tuned, start)
+    difference = float(re.search(r"KernelRidge\(tuned\)\|: ([0-9.e+-]+)", out)[1])
+    assert difference < 1e-6, difference
+
+
 # What an example claims, checked on what it printed.
-CLAIMS = {"width_convergence.py": _slope_near_minus_half}
+CLAIMS = {"width_convergence.py": _slope_near_minus_half,
+          "gp_tuning.py": _gp_tuned_and_matched_by_kernel_ridge}
 
 
 def test_there_are_examples():
     assert EXAMPLES
+
+
+WRITES = re.compile(r"savefig|write_text|write_bytes|open\([^)]*[\"'][wax]b?[\"']"
+                    r"|np\.save|to_csv|tofile")
+BENCHMARKS = sorted((EXAMPLE_DIR.parent / "benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES + BENCHMARKS, ids=lambda path: path.name)
+def test_scripts_write_files_only_where_told(path):
+    # A smoke run of any script writes only to a temporary or explicitly
+    # named place.  The scripts that write at all, and how that is tested:
+    # the examples' figures (--save PATH, above) and the width experiment's
+    # report (a temporary folder for --quick, test_width_experiment.py).
+    # Everything else prints.
+    allowed = {"width_experiment.py", *(p.name for p in EXAMPLES if _draws(p))}
+    # /proc/self/clear_refs resets the peak-memory counter (benchmarks/_common).
+    writes = [line for line in path.read_text().splitlines()
+              if WRITES.search(line) and "/proc/self/clear_refs" not in line]
+    assert not writes or path.name in allowed, writes
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

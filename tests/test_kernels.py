@@ -15,8 +15,16 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from naive import arccos_kernel as naive_arccos
 from naive import network_kernel as naive_kernel
+from naive_gradients import HYPERPARAMETERS
+from naive_gradients import log_derivative
+from naive_gradients import network_kernel_gradient as naive_gradient
 from sklearn_adamntk import _kernels
-from sklearn_adamntk._kernels import arccos_matrix, kernel_diag, kernel_matrix
+from sklearn_adamntk._kernels import (
+    arccos_matrix,
+    kernel_diag,
+    kernel_matrix,
+    kernel_matrix_with_gradient,
+)
 
 KERNELS = ("nngp", "ntk")
 ACTIVATIONS = ("relu", "erf")
@@ -372,3 +380,209 @@ def test_subnormal_rows_stay_finite(data, dtype, tiny):
                     for degree in (0, 1, 2)]
     for K in results:
         assert np.all(np.isfinite(K))
+
+
+# ------------------------------------------------------------ gradients
+
+
+def _assert_gradient_close(gradient, reference, rtol):
+    """Per hyper-parameter, ``rtol`` relative with an absolute floor."""
+    for p in range(reference.shape[-1]):
+        _assert_close_to_reference(gradient[..., p], reference[..., p], rtol)
+
+
+def test_gradient_order_is_the_references():
+    assert _kernels.HYPERPARAMETERS == HYPERPARAMETERS
+
+
+@pytest.mark.parametrize("variances", VARIANCES)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradient_matches_reference(data, kernel, activation, depth, variances):
+    """Analytic log-derivatives against finite differences of the naive kernel.
+
+    The diagonal is included: the reference's is exact (angle zero), so is
+    the engine's.  A zero row is included (the limit values with sb2 = 0).
+    """
+    X = data[0].copy()
+    X[3] = 0
+    params = _params(kernel, activation, depth, variances)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        K, K_gradient = kernel_matrix_with_gradient(X, **params)
+    reference, reference_gradient = naive_gradient(X, **params)
+    assert K_gradient.shape == (7, 7, 2) and K_gradient.dtype == np.float64
+    # Central differences of order 8 agree with the closed forms to ~1e-12.
+    _assert_gradient_close(K_gradient, reference_gradient, rtol=1e-9)
+    # The values are kernel_matrix's to rounding, the diagonal exactly.
+    assert_allclose(K, kernel_matrix(X, **params), rtol=1e-14, atol=0)
+    assert_array_equal(np.diag(K), kernel_diag(X, **params))
+    # Symmetric, like K, exactly.
+    assert_array_equal(K_gradient, K_gradient.transpose(1, 0, 2))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradient_diagonal_is_the_derivative_of_kernel_diag(data, kernel, activation):
+    """The gradient's diagonal, from the theta = 0 recursion, against kernel_diag."""
+    X = data[0]
+    params = _params(kernel, activation, 3, (1.5, 0.3))
+    _, K_gradient = kernel_matrix_with_gradient(X, **params)
+    for p, name in enumerate(HYPERPARAMETERS):
+        expected = log_derivative(
+            lambda value: kernel_diag(X, **{**params, name: value}), params[name])
+        assert_allclose(np.diag(K_gradient[..., p]), expected, rtol=1e-10)
+
+
+def test_gradient_without_bias(data):
+    """sb2 = 0: the log-derivative in sb2 vanishes; the weight's is the degree."""
+    X = data[0]
+    for activation in ACTIVATIONS:
+        params = _params("ntk", activation, 2, (2.0, 0.0))
+        K, K_gradient = kernel_matrix_with_gradient(X, **params)
+        assert np.all(K_gradient[..., 0] == 0)
+        if activation == "relu":
+            # Without biases the ReLU NTK of depth L is homogeneous of degree
+            # L + 1 in sw2: sw2 dK/dsw2 = (L + 1) K.
+            assert_allclose(K_gradient[..., 1], 3 * K, rtol=1e-12)
+
+
+def test_gradient_wrt_picks_bitwise_identical_columns(data):
+    X = data[0]
+    params = _params("ntk", "erf", 2, (1.5, 0.3))
+    K, both = kernel_matrix_with_gradient(X, **params)
+    for wrt in [("weight_variance",), ("bias_variance",),
+                ("weight_variance", "bias_variance")]:
+        K_wrt, gradient = kernel_matrix_with_gradient(X, wrt=wrt, **params)
+        assert gradient.shape == (7, 7, len(wrt))
+        assert_array_equal(K_wrt, K)
+        for o, name in enumerate(wrt):
+            assert_array_equal(gradient[..., o], both[..., HYPERPARAMETERS.index(name)])
+    K_none, none = kernel_matrix_with_gradient(X, wrt=(), **params)
+    assert none.shape == (7, 7, 0)
+    assert_array_equal(K_none, K)
+    with pytest.raises(ValueError, match="wrt must name"):
+        kernel_matrix_with_gradient(X, wrt=("depth",), **params)
+    K_empty, empty = kernel_matrix_with_gradient(X[:0], **params)
+    assert K_empty.shape == (0, 0) and empty.shape == (0, 0, 2)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradient_blocks_and_threads_do_not_change_bits(large, activation):
+    X = large[0]
+    params = dict(kernel="ntk", activation=activation, depth=2, bias_variance=0.1)
+    whole, whole_gradient = kernel_matrix_with_gradient(X, **params)
+    for block_rows in (1, 255, 300):
+        K, gradient = kernel_matrix_with_gradient(X, block_rows=block_rows, **params)
+        assert_array_equal(K, whole)
+        assert_array_equal(gradient, whole_gradient)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        K, gradient = kernel_matrix_with_gradient(X, **params)
+    finally:
+        numba.set_num_threads(previous)
+    assert_array_equal(K, whole)
+    assert_array_equal(gradient, whole_gradient)
+
+
+def test_large_gradient_matches_reference(large):
+    """Every chunk and tile of the gradient pass, and its mirror, checked."""
+    X = large[0][:300]
+    params = dict(kernel="ntk", activation="relu", depth=2, bias_variance=0.1)
+    _, K_gradient = kernel_matrix_with_gradient(X, **params)
+    _assert_gradient_close(K_gradient, naive_gradient(X, **params)[1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-9), (np.float32, 2e-4)])
+@pytest.mark.parametrize("bias_variance", [0.0, 0.4])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradient_zero_rows(data, kernel, activation, bias_variance, dtype, rtol):
+    """Zero rows: the limit values of the derivatives, no NaN, no warning."""
+    X = data[0].astype(dtype)
+    X[[0, 3]] = 0
+    params = dict(kernel=kernel, activation=activation, depth=3,
+                  bias_variance=bias_variance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        K, K_gradient = kernel_matrix_with_gradient(X, **params)
+    assert K.dtype == K_gradient.dtype == dtype
+    reference = naive_gradient(X, **params)[1]
+    # Two zero rows are parallel, where c = 1 - rounding costs half the digits.
+    pair = np.zeros((7, 7), dtype=bool)
+    pair[0, 3] = pair[3, 0] = True
+    _assert_gradient_close(K_gradient[~pair], reference[~pair], rtol=rtol)
+    assert_allclose(K_gradient[pair], reference[pair], rtol=max(rtol, 1e-7))
+    if activation == "relu" and bias_variance == 0:
+        assert np.all(K_gradient[[0, 3]] == 0) and np.all(K_gradient[:, [0, 3]] == 0)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradient_duplicated_and_opposite_rows(data, kernel, activation):
+    """Angles of 0 and pi, where dtheta is a 0 / 0 limit: finite and right."""
+    X = data[0].copy()
+    X[5] = X[1]
+    X[6] = -X[2]
+    params = dict(kernel=kernel, activation=activation, depth=3, bias_variance=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, K_gradient = kernel_matrix_with_gradient(X, **params)
+    reference = naive_gradient(X, **params)[1]
+    # c = 1 - rounding costs half the digits of theta at the duplicated pair.
+    _assert_gradient_close(K_gradient, reference, rtol=1e-6)
+    assert_allclose(K_gradient[1, 5], K_gradient[1, 1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, scales, rtol",
+                         [(np.float64, (1e150, 1e-150), 1e-12),
+                          (np.float32, (1e15, 1e-15), 1e-5)])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_relu_gradient_extreme_norms_are_homogeneous(data, kernel, dtype, scales, rtol):
+    """sb2 = 0: the ReLU kernel's derivatives scale as |x| |y| too."""
+    X = data[0].astype(dtype)
+    params = dict(kernel=kernel, activation="relu", depth=3)
+    unit = kernel_matrix_with_gradient(X, **params)[1]
+    for scale in scales:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            gradient = kernel_matrix_with_gradient(X * dtype(scale), **params)[1]
+        assert_allclose(gradient / np.float64(scale) ** 2, unit, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_erf_gradient_extreme_norms(data, kernel):
+    X = data[0]
+    params = dict(kernel=kernel, activation="erf", depth=2, bias_variance=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny = kernel_matrix_with_gradient(X * 1e-150, **params)[1]
+        huge = kernel_matrix_with_gradient(X * 1e150, **params)[1]
+    _assert_gradient_close(tiny, naive_gradient(X * 1e-150, **params)[1], rtol=1e-9)
+    assert np.all(np.isfinite(huge))
+
+
+@pytest.mark.parametrize("dtype, tiny", [(np.float64, 1e-320), (np.float32, 1e-40)])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradient_subnormal_rows_stay_finite(data, activation, dtype, tiny):
+    X = data[0].astype(dtype)
+    X[2] = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for kernel in KERNELS:
+            K, K_gradient = kernel_matrix_with_gradient(X, kernel=kernel,
+                                                        activation=activation, depth=2)
+            assert np.all(np.isfinite(K)) and np.all(np.isfinite(K_gradient))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_gradient_float32(data, kernel, activation):
+    X = data[0]
+    params = _params(kernel, activation, 3, (1.5, 0.3))
+    K32, gradient32 = kernel_matrix_with_gradient(X.astype(np.float32), **params)
+    assert K32.dtype == gradient32.dtype == np.float32
+    _, gradient = kernel_matrix_with_gradient(X, **params)
+    _assert_gradient_close(gradient32, gradient, rtol=1e-5)

@@ -29,6 +29,8 @@ def test_baselines_use_the_kernel_our_model_trains_on(task):
     assert len(network_kernels) == 2
     for kernel in network_kernels:
         for name, value in kernel.get_params().items():
+            if name.endswith("_bounds"):
+                continue  # only a GP tunes within the bounds
             assert getattr(ours, name) == value
 
 

@@ -8,7 +8,12 @@ from threadpoolctl import threadpool_info
 
 from naive import arccos_kernel as naive_arccos
 from naive import network_kernel as naive_kernel
-from sklearn_adamntk._pairwise import arccos_kernel, network_kernel, network_kernel_diag
+from sklearn_adamntk._pairwise import (
+    _network_kernel_with_gradient,
+    arccos_kernel,
+    network_kernel,
+    network_kernel_diag,
+)
 
 
 @pytest.mark.parametrize("params", [
@@ -133,3 +138,26 @@ def test_blas_threads_are_restored(large):
     network_kernel(large[0])
     after = [(info["filepath"], info["num_threads"]) for info in threadpool_info()]
     assert after == before
+
+
+def test_gradient_helper_checks_memory_and_keeps_bits(large, monkeypatch):
+    """The gradient's adapter: validated arrays, the whole output's size, threads."""
+    X = large[0]
+    params = dict(kernel="ntk", activation="erf", depth=2, weight_variance=1.5,
+                  bias_variance=0.2)
+    K, K_gradient = _network_kernel_with_gradient(X, **params, n_jobs=1)
+    assert K_gradient.shape == (600, 600, 2)
+    # The same formulas compiled with their derivatives: equal to rounding.
+    reference = network_kernel(X, **params)
+    assert_allclose(K, reference, rtol=1e-13, atol=1e-14 * np.abs(reference).max())
+    for options in (dict(n_jobs=2), dict(working_memory=1e-3)):
+        K_other, gradient_other = _network_kernel_with_gradient(X, **params, **options)
+        assert_array_equal(K_other, K)
+        assert_array_equal(gradient_other, K_gradient)
+    _, weight_only = _network_kernel_with_gradient(X.tolist(), **params,
+                                                   wrt=("weight_variance",))
+    assert_array_equal(weight_only[..., 0], K_gradient[..., 1])
+    with pytest.raises(MemoryError, match=r"kernel matrix and its gradient \(2 more"):
+        _network_kernel_with_gradient(np.zeros((200_000, 1)), **params)
+    with pytest.raises(ValueError, match="NaN"):
+        _network_kernel_with_gradient(np.array([[np.nan, 1.0]]), **params)

@@ -113,14 +113,20 @@ def test_markdown_table_has_a_row_per_method_and_a_column_per_width(
 def test_main_quick_runs_both_modes_and_writes_only_to_a_temporary_folder(
     experiment, tmp_path, monkeypatch, capsys
 ):
+    # A --quick run used to overwrite benchmarks/WIDTH.md (and its written
+    # reading) and the figure README shows; the working directory must not
+    # matter either.
     pytest.importorskip("matplotlib")
     committed = [SCRIPT.parent / "WIDTH.md", SCRIPT.parent / "width_experiment.png"]
     before = [path.read_bytes() for path in committed]
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
     assert experiment.main(["--quick"]) == 0
     assert [path.read_bytes() for path in committed] == before
     (out,) = tmp_path.glob("width_experiment_*")
-    assert str(out) in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["WIDTH.md",
+                                                      "width_experiment.png"]
+    assert f"in {out}" in capsys.readouterr().out
     png = out / "width_experiment.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "WIDTH.md").read_text()
