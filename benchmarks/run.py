@@ -19,7 +19,11 @@ Sections (DESIGN 7: every time is a ratio to another time of the same run):
 - ``grid``: ``GridSearchCV`` over ADAM* settings against KernelRidge's;
 - ``cv``: ``AdamStarNTKRegressorCV`` against KernelRidge's alpha grid;
 - ``memory``: peak memory of fit and predict against the Gram matrix (or
-  feature matrix) size, up to N = 40000 in float32 and N = 200000 primal.
+  feature matrix) size, up to N = 40000 in float32 and N = 200000 primal;
+- ``streamed``: the streamed primal fit on 10^6 rows, width 1024: peak
+  memory, and one epoch / its floor (``X @ W1``, activation, ``Phi^T L``);
+- ``dask``: one fit on a Dask cluster of 1 and 2 worker processes (streamed
+  and dual), against the same fit in this process.
 
 The output is Markdown: paste it into ``benchmarks/RESULTS.md`` with a
 reading of each table.
@@ -30,16 +34,19 @@ import sys
 import time
 
 import bench_cv
+import bench_dask
 import bench_fit
 import bench_grid
 import bench_kernel_gradient
 import bench_kernels
 import bench_memory
+import bench_streamed
 import bench_training
 from _common import machine_summary, markdown_table
 from _neural_tangents import import_error
 
-SECTIONS = ("kernel", "gradient", "training", "fit", "grid", "cv", "memory")
+SECTIONS = ("kernel", "gradient", "training", "fit", "grid", "cv", "memory",
+            "streamed", "dask")
 
 
 def _kernel(quick, log):
@@ -97,8 +104,25 @@ def _memory(quick, log):
              "per row), max_iter=5", bench_memory.HEADERS, rows)]
 
 
+def _streamed(quick, log):
+    config = bench_streamed.QUICK if quick else bench_streamed.FULL
+    rows, _ = bench_streamed.run(config, log=log)
+    return [(f"Streamed primal fit: N = {config['n']}, d = {config['d']}, "
+             f"width = {config['width']} (kernel='nngp'), float32, "
+             f"{config['epochs']} full-batch ADAM* epochs, fresh process",
+             bench_streamed.HEADERS, rows)]
+
+
+def _dask(quick, log):
+    cases = bench_dask.QUICK if quick else bench_dask.FULL
+    return [("One fit on a Dask LocalCluster (worker processes of 1 thread) and "
+             "in this process, same rows", bench_dask.HEADERS,
+             bench_dask.run(cases, log=log))]
+
+
 RUNNERS = {"kernel": _kernel, "gradient": _gradient, "training": _training,
-           "fit": _fit, "grid": _grid, "cv": _cv, "memory": _memory}
+           "fit": _fit, "grid": _grid, "cv": _cv, "memory": _memory,
+           "streamed": _streamed, "dask": _dask}
 
 
 def _sections(text):

@@ -11,6 +11,7 @@ parameter and attribute documentation shared by the estimators is here too.
 """
 
 import dataclasses
+import functools
 import warnings
 from numbers import Integral, Real
 
@@ -20,10 +21,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _check_sample_weight,
+    _check_y,
     check_is_fitted,
     validate_data,
 )
 
+from . import _distributed
 from ._callbacks import HAS_CALLBACKS, CallbackSupportMixin, SklearnCallbacks
 from ._fitting import Schedule, TrainingProblem, fit_model, staged_outputs
 from ._kernel_objects import NetworkKernel
@@ -87,7 +90,7 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
-        "solver": [StrOptions({"auto", "dual", "eigen", "primal"})],
+        "solver": [StrOptions({"auto", "dual", "eigen", "primal", "streamed"})],
         # "cuda" without a GPU is an error: there is no silent fallback.
         "device": [StrOptions({"cpu", "cuda", "auto"})],
         "n_jobs": [Integral, None],
@@ -190,9 +193,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
                 f"{name}: optimizer='adam' trains the weights themselves and "
                 f"needs solver='primal' or 'auto', got solver={self.solver!r}."
             )
-        if self.solver == "primal" and self.width is None:
+        if self.solver in ("primal", "streamed") and self.width is None:
             raise ValueError(
-                f"{name}: solver='primal' trains the weights of a finite "
+                f"{name}: solver={self.solver!r} trains the weights of a finite "
                 "network; set an int width, or use solver='dual' or 'eigen'."
             )
         if (self.learning_rate_init != "auto"
@@ -237,6 +240,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
 
     def _validate_fit_inputs(self, X, y, sample_weight, *, online, continuing):
         """Validate data and hyper-parameters together, before any work."""
+        if _distributed.is_dask_array(X):
+            return self._validate_dask_fit_inputs(X, y, sample_weight, online=online)
         name = type(self).__name__
         X, y = self._validate_Xy_fit(X, y, reset=not continuing)
         self._check_params(X.shape[0], online=online)
@@ -272,6 +277,37 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             # The support rows are the model: later changes to the caller's
             # array must not change its predictions.
             X = np.array(X, order="C", copy=True)
+        return X, y, sample_weight
+
+    def _validate_dask_fit_inputs(self, X, y, sample_weight, *, online):
+        """The checks of :meth:`_validate_fit_inputs`, for rows on a Dask cluster.
+
+        ``X`` is checked chunk by chunk on the workers (the same errors) and
+        never gathered; ``y`` and ``sample_weight`` (``O(N)``) are brought
+        here to be encoded as in-process.
+        """
+        name = type(self).__name__
+        _distributed.check_options(name, kernel=self.kernel, solver=self.solver,
+                                   device=self.device,
+                                   early_stopping=self.early_stopping, online=online)
+        self._check_params()
+        rows = _distributed.check_rows(X, name)
+        validate_data(self, X, reset=True, skip_check_array=True)
+        X = rows
+        _distributed.check_batch_size(name, self.batch_size, X.shape[0])
+        y = _check_y(_distributed.to_numpy(y), estimator=self, **self._y_checks)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(
+                "Found input variables with inconsistent numbers of samples: "
+                f"[{X.shape[0]}, {y.shape[0]}]"
+            )
+        y = self._check_targets(y)
+        sample_weight = _check_sample_weight(
+            _distributed.to_numpy(sample_weight), X, dtype=X.dtype,
+            ensure_non_negative=True,
+        )
+        if not np.sum(sample_weight) > 0:
+            raise ValueError(f"{name}: sample_weight must have a positive sum.")
         return X, y, sample_weight
 
     # ------------------------------------------------------------------
@@ -346,6 +382,9 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             resume_targets = self._encode_targets(
                 y, sample_weight, classes=classes, previous=previous.targets
             )
+        solver, device = self.solver, self.device
+        if _distributed.is_distributed(X):  # the workers' CPUs ("cuda" is refused)
+            solver, device = _distributed.solver_for(solver, self.width), "cpu"
         return TrainingProblem(
             X=X,
             targets=targets,
@@ -353,8 +392,8 @@ class _BaseAdamStarNTK(CallbackSupportMixin, BaseEstimator):
             spec=self._network_spec(),
             settings=self._optimizer_settings(),
             schedule=self._schedule(),
-            solver=self.solver,
-            device=self.device,
+            solver=solver,
+            device=device,
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             warm_start=self.warm_start,
@@ -503,6 +542,25 @@ def finite_outputs(outputs, name):
     return outputs
 
 
+def _dask_rows(method):
+    """Let a prediction method take a Dask array of rows, and give one back.
+
+    Each chunk of rows is predicted where it lives by the method itself (so
+    it is validated there, with the same errors), through ``map_blocks``.
+    """
+
+    @functools.wraps(method)
+    def predict(self, X):
+        if not _distributed.is_dask_array(X):
+            return method(self, X)
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, skip_check_array=True)
+        # The bound method pickles by name, to worker processes too.
+        return _distributed.map_rows(getattr(self, method.__name__), X)
+
+    return predict
+
+
 def _fitted_attributes(model):
     """The estimator's fitted attributes: the model itself, and what it holds."""
     attributes = dict(model.targets)
@@ -590,9 +648,9 @@ _PARAMETERS_DOC = """
         Base step size. ``"auto"``: in units of the training kernel's scale
         ``lambda``, its largest eigenvalue per unit of sample weight
         (``K / n_samples``; a few power iterations, free with
-        ``solver="eigen"``): ``0.5 / sqrt(lambda)`` for ``"adam*"`` and
+        ``solver="eigen"``): ``0.125 / sqrt(lambda)`` for ``"adam*"`` and
         ``"adam"``, which makes ADAM*'s path independent of the kernel's
-        scale (about 0.32 on standardised inputs with the default kernel);
+        scale (about 0.08 on standardised inputs with the default kernel);
         ``1 / lambda`` for ``"sgd"`` and ``"momentum"``, half the stability
         limit of full-batch SGD, so the baselines train with every other
         parameter at its default. The rate used is ``learning_rate_``. A
@@ -652,8 +710,9 @@ _PARAMETERS_DOC = """
         How the number of epochs is chosen. ``"auto"``: on the training path,
         keeping the best epoch, not the last. When the fit runs on the
         eigenbasis (``solver="eigen"``, which ``"auto"`` picks for full-batch
-        squared loss up to a few thousand rows), by generalised
-        cross-validation of the path's spectral filter (no rows held out);
+        squared loss up to a few thousand rows), by robust generalised
+        cross-validation (Lukas's RGCV, ``gamma=0.5``) of the path's
+        spectral filter (no rows held out);
         otherwise by the loss of ``validation_fraction`` of the rows held out
         (stratified for the classifier; with ``random_state=None`` the
         same rows at every fit). ``True``: MLP's early stopping, on the
@@ -686,7 +745,7 @@ _PARAMETERS_DOC = """
         Print one line per epoch (loss, and validation score with early
         stopping).
 
-    solver : {"auto", "dual", "eigen", "primal"}, default="auto"
+    solver : {"auto", "dual", "eigen", "primal", "streamed"}, default="auto"
         How the dynamics are computed; all give the same predictions to
         rounding. ``"dual"``: the recursion on dual coefficients over the
         training rows (O(N^2) memory). ``"eigen"``: full batch and squared
@@ -702,12 +761,22 @@ _PARAMETERS_DOC = """
         search over the optimizer within one cross-validation fold, or a
         ``warm_start`` refit. ``"primal"``: finite width only, the network's
         weights are trained (O(N P) memory for P feature columns).
+        ``"streamed"``: the same weights and steps as ``"primal"``, with the
+        features of each block of rows recomputed from ``X`` at every epoch
+        instead of stored (memory of one block, a few MiB, plus O(N k);
+        one forward pass of the network per epoch).
         ``"auto"``: a flop cost model (``choose_solver`` in
         ``_solvers.py``) picks the cheapest for this one fit, counting a
         cached decomposition as paid and ``max_iter`` epochs; a first fit
         takes ``"eigen"`` when ``max_iter`` exceeds about ``2 N / k``.
         ``early_stopping="auto"`` on ``"eigen"`` uses the whole spectrum,
-        never the Krylov restriction.
+        never the Krylov restriction. At finite width it takes
+        ``"streamed"`` when the stored solver's array would exceed half of
+        the available memory. With a Dask array ``X`` (full batch only) the
+        epochs run on the cluster: ``"auto"`` and ``"streamed"`` train a
+        finite network chunk by chunk without gathering ``X``; ``"dual"``
+        (the only choice at infinite width) holds the Gram matrix in row
+        blocks on the workers.
 
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where the kernels and the training run. ``"cuda"``: on an NVIDIA
@@ -738,22 +807,26 @@ _PARAMETERS_DOC = """
 _ATTRIBUTES_DOC = """
     dual_coef_ : ndarray of shape (n_samples_fit, n_outputs_)
         Dual coefficients ``A`` (dual and eigen solvers): ``f(x) = sum_i
-        A[i] K(X_fit_[i], x)``. Not set with ``solver="primal"``.
+        A[i] K(X_fit_[i], x)``. Not set with ``solver="primal"`` or
+        ``"streamed"``.
 
     X_fit_ : ndarray of shape (n_samples_fit, n_features) or None
         The rows ``dual_coef_`` refers to (every row passed to ``fit``, plus
         the rows added by ``partial_fit``). ``None`` with
         ``kernel="precomputed"``: row ``i`` of ``dual_coef_`` then refers to
-        column ``i`` of the Gram matrix. Not set with ``solver="primal"``.
+        column ``i`` of the Gram matrix. Not set with ``solver="primal"`` or
+        ``"streamed"``.
 
     coef_ : ndarray of shape (n_feature_columns, n_outputs_)
-        Readout weights of the finite network (``solver="primal"`` only).
+        Readout weights of the finite network (``solver="primal"`` or
+        ``"streamed"`` only).
 
     network_ : RandomNetwork
         The random network's parameters (finite ``width`` only).
 
     solver_ : str
-        The solver used: ``"dual"``, ``"eigen"`` or ``"primal"``.
+        The solver used: ``"dual"``, ``"eigen"``, ``"primal"`` or
+        ``"streamed"``.
 
     device_ : str
         Where the last fit ran: ``"cpu"`` or ``"cuda"``.

@@ -9,8 +9,9 @@ one per (rate, epoch).  The (rate, epoch) with the best mean score is refitted
 on every row for that many epochs.
 
 With ``cv=None`` the regressor uses, as ``RidgeCV`` does, an efficient
-leave-one-out estimate instead of folds: generalised cross-validation of the
-full-data path (DESIGN 3.7), one eigendecomposition shared by every rate; the
+leave-one-out estimate instead of folds: robust generalised cross-validation
+of the full-data path (DESIGN 3.7; ``_fitting.GCV_GAMMA``), one
+eigendecomposition shared by every rate; the
 chosen epoch of the chosen rate is the model, so nothing is refitted.
 
 The estimators are the plain ones with ``learning_rate_init``,
@@ -43,7 +44,7 @@ __all__ = ["AdamStarNTKClassifierCV", "AdamStarNTKRegressorCV"]
 # learning_rates=None: factors on the automatic step size (learning_rate_init=
 # "auto"), which is in units of the kernel's scale already.  SGD and momentum
 # start at half their stability limit, so their factors stay at or below 1.
-RATE_FACTORS = {"adam*": (1 / 3, 1.0, 3.0), "adam": (1 / 3, 1.0, 3.0),
+RATE_FACTORS = {"adam*": (0.5, 1.0, 2.0), "adam": (0.5, 1.0, 2.0),
                 "sgd": (0.25, 0.5, 1.0), "momentum": (0.25, 0.5, 1.0)}
 # What the search decides, and so is no parameter of the CV estimators.
 _SEARCHED = ("learning_rate_init", "early_stopping", "validation_fraction",
@@ -231,7 +232,7 @@ _SEARCH_DOC = """
     learning_rates : array-like of float or None, default=None
         The base step sizes to try. ``None``: three factors on the automatic
         step size of ``learning_rate_init="auto"`` (which is in units of the
-        kernel's scale): 1/3, 1 and 3 for ``"adam*"`` and ``"adam"``; 1/4,
+        kernel's scale): 1/2, 1 and 2 for ``"adam*"`` and ``"adam"``; 1/4,
         1/2 and 1 for ``"sgd"`` and ``"momentum"`` (1 is half their stability
         limit).
 
@@ -305,7 +306,8 @@ class AdamStarNTKRegressorCV(_CrossValidatedMixin, AdamStarNTKRegressor):
     ``alpha``: each rate of ``learning_rates`` is trained once per fold, the
     held-out fold scored after every epoch, and the (rate, epoch) with the
     best mean score refitted on every row. The default ``cv=None`` does it
-    without folds, by generalised cross-validation of the full-data path.""",
+    without folds, by robust generalised cross-validation of the full-data
+    path.""",
         """    >>> from sklearn.datasets import make_friedman1
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import StandardScaler

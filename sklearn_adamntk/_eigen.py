@@ -36,7 +36,8 @@ def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, h, mh, ou
     is the path's spectral filter, ``phi = h * eta`` for a fit from zero: the
     same recursion run on ``eta = 1`` with the realised rates (DESIGN 3.7).
     After the step, ``out[0, c]`` holds the weighted residual sum of squares
-    of output ``c`` and ``out[1, c]`` the filter's trace ``sum_i h[i, c]``.
+    of output ``c``, ``out[1, c]`` the filter's trace ``sum_i h[i, c]`` and
+    ``out[2, c]`` the trace of its square, ``sum_i h[i, c]^2``.
     Returns ``(loss, n_bad)``, the loss measured before the step.
     """
     n, k = phi.shape
@@ -70,6 +71,7 @@ def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, h, mh, ou
     for c in range(k):
         out[0, c] = 0.0
         out[1, c] = 0.0
+        out[2, c] = 0.0
     for i in range(n):
         for c in range(k):
             g = (phi[i, c] - eta[i, c]) / weight_sum
@@ -89,6 +91,7 @@ def _eigen_step(lam, eta, phi, mu, alpha, beta, zeta, second, scalars, h, mh, ou
             r = phi[i, c] - eta[i, c]
             out[0, c] += r * r
             out[1, c] += h[i, c]
+            out[2, c] += h[i, c] * h[i, c]
     scalars[0] *= decay
     return loss, n_bad
 
@@ -225,7 +228,8 @@ class EigenTrainer:
                 self._zeta = Q.T @ (sqrt_w[:, None] * (K @ perp))
         self._filter = np.zeros_like(self._eta)
         self._filter_momentum = np.zeros_like(self._eta)
-        self._fit_summary = np.zeros((2, k))  # residual sums of squares, traces
+        # Residual sums of squares, traces of the filter and of its square.
+        self._fit_summary = np.zeros((3, k))
         self._record_path = record_path
         self._path = []
         self._n_epochs = 0
@@ -318,15 +322,24 @@ class EigenTrainer:
             self._path.append(self.snapshot())
         return float(loss)
 
-    def gcv(self):
+    def gcv(self, gamma=1.0):
         """Generalised cross-validation estimate of the current model (DESIGN 3.7).
 
-        ``sum_c (RSS_c / S) / (1 - tr_c / S)^2`` with ``RSS_c`` the weighted
-        residual sum of squares of output ``c``, ``tr_c`` the trace of the
-        path's spectral filter and ``S = sum(w)`` (sample weights count as
-        repetitions of their rows).  It treats the realised step sizes as
-        given: exact for SGD and momentum, an approximation for ADAM*.
+        ``sum_c (RSS_c / S) / (1 - tr_c / S)^2 * (gamma + (1 - gamma) m_c)``
+        with ``RSS_c`` the weighted residual sum of squares of output ``c``,
+        ``tr_c`` the trace of the path's spectral filter ``S_t``,
+        ``m_c = tr(S_t^2) / S`` and ``S = sum(w)`` (sample weights count as
+        repetitions of their rows).  ``gamma=1`` is GCV; ``gamma < 1`` is
+        Lukas's robust GCV (RGCV, Lukas 2006), which adds a penalty on the
+        filter's variance and so guards against the undersmoothing that GCV
+        picks now and then on noisy data.  It treats the realised step sizes
+        as given: exact for SGD and momentum, an approximation for ADAM*.
         ``inf`` where the filter's trace reaches ``S``.
+
+        Parameters
+        ----------
+        gamma : float in (0, 1], default=1.0
+            RGCV's robustness parameter (1: plain GCV).
 
         Raises
         ------
@@ -339,12 +352,19 @@ class EigenTrainer:
                 "its Ritz values."
             )
         weight_sum = self._decomposition.weight_sum
-        rss, trace = self._fit_summary
+        rss, trace, trace_of_square = self._fit_summary
         denominator = 1.0 - trace / weight_sum
         if np.any(denominator <= 0):
             return np.inf
-        with np.errstate(over="ignore"):  # a vanishing denominator: inf, as above
-            return float(np.sum(rss / weight_sum / denominator**2))
+        robustness = gamma + (1.0 - gamma) * trace_of_square / weight_sum
+        # A vanishing denominator gives inf, as above.
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = rss / weight_sum / denominator**2 * robustness
+        # An output fitted exactly (a constant target, centred to zero) adds
+        # nothing, however far ADAM*'s steps on its zero gradient have grown
+        # its filter.
+        terms[rss == 0] = 0.0
+        return float(np.sum(terms))
 
     def curvature(self):
         """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""

@@ -83,6 +83,9 @@ class EpochPlan:
     reference_loss : float or None, default=None
         The loss of the zero model, what divergence is measured against
         (``None``: the first epoch's loss).
+    gcv_gamma : float, default=1.0
+        The robustness parameter of ``stopping="gcv"`` (1: plain GCV; see
+        :meth:`._eigen.EigenTrainer.gcv`).
     """
 
     max_iter: int
@@ -99,6 +102,7 @@ class EpochPlan:
     window: float = 0.0
     schedule: str = "constant"
     reference_loss: float = None
+    gcv_gamma: float = 1.0
 
     def batches(self):
         """Index arrays of this epoch's mini-batches, in the order they run."""
@@ -316,7 +320,7 @@ def _interrupts_deferred():
 def _criterion(plan, trainer, validation):
     """A function ``value(loss)`` of the stopping rule (higher is better)."""
     if plan.stopping == "gcv":
-        return lambda loss: -trainer.gcv()
+        return lambda loss: -trainer.gcv(plan.gcv_gamma)
     if plan.stopping == "validation":
         if hasattr(trainer, "output_map"):
             # The eigen trainer maps the held-out kernel into its basis once,

@@ -25,6 +25,7 @@ from ._base import (
     DEFAULT_MAX_ITER,
     DEFAULT_NORMALIZE_Y,
     _BaseAdamStarNTK,
+    _dask_rows,
     _partial_fit_available,
     finite_outputs,
 )
@@ -87,6 +88,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         "normalize_y": ["boolean"],
     }
     _squared_loss = True
+    # check_X_y's options for y (also used when X is a Dask array).
+    _y_checks = {"multi_output": True, "y_numeric": True}
 
     def __init__(
         self,
@@ -137,15 +140,17 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
             reset=reset,
             dtype=[np.float64, np.float32],
             order="C",
-            multi_output=True,
-            y_numeric=True,
+            **self._y_checks,
         )
+        return X, self._check_targets(y)
+
+    def _check_targets(self, y):
         if y.dtype.kind not in "biuf":
             raise ValueError(
                 f"{type(self).__name__} needs numeric targets; got y of dtype "
                 f"{y.dtype}. For class labels use AdamStarNTKClassifier."
             )
-        return X, y
+        return y
 
     def _encode_targets(self, y, sample_weight, *, classes=None, previous=None):
         """Standardised targets (``normalize_y``), or in ``previous``'s scaling."""
@@ -191,7 +196,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training rows, or the ``(n_samples, n_samples)`` Gram matrix with
-            ``kernel="precomputed"``.
+            ``kernel="precomputed"``. A Dask array of rows trains on its
+            cluster, one map-reduce per epoch (full batch; see ``solver``).
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Numeric targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -231,6 +237,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         """
         return self._fit(X, y, sample_weight, online=True)
 
+    @_dask_rows
     def predict(self, X):
         """Predict with the trained network.
 
@@ -243,7 +250,8 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_targets)
-            Predictions, 1-D when ``y`` was 1-D at fit.
+            Predictions, 1-D when ``y`` was 1-D at fit; a Dask array, chunk
+            by chunk, for a Dask array ``X``.
         """
         model, F = self._raw_predict(X)
         return finite_outputs(self._to_prediction(F, model.targets),
@@ -325,13 +333,20 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
     """
     )
 
+    # check_X_y's options for y (also used when X is a Dask array).
+    _y_checks = {}
+
     def _validate_Xy_fit(self, X, y, *, reset):
         X, y = validate_data(
-            self, X, y, reset=reset, dtype=[np.float64, np.float32], order="C"
+            self, X, y, reset=reset, dtype=[np.float64, np.float32], order="C",
+            **self._y_checks,
         )
+        return X, self._check_targets(y)
+
+    def _check_targets(self, y):
         with _sortable_labels(type(self).__name__, "y"):
             check_classification_targets(y)
-        return X, y
+        return y
 
     def _encode_targets(self, y, sample_weight, *, classes=None, previous=None):
         name = type(self).__name__
@@ -389,7 +404,8 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training rows, or the ``(n_samples, n_samples)`` Gram matrix with
-            ``kernel="precomputed"``.
+            ``kernel="precomputed"``. A Dask array of rows trains on its
+            cluster, one map-reduce per epoch (full batch; see ``solver``).
         y : array-like of shape (n_samples,)
             Class labels (at least two classes).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -436,6 +452,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
             )
         return self._fit(X, y, sample_weight, online=True, classes=classes)
 
+    @_dask_rows
     def decision_function(self, X):
         """Return the logits of the trained network.
 
@@ -454,6 +471,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         _, F = self._raw_predict(X)
         return F.ravel() if F.shape[1] == 1 else F
 
+    @_dask_rows
     def predict(self, X):
         """Predict class labels.
 
@@ -470,6 +488,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         model, F = self._raw_predict(X)
         return model.targets["classes_"][_predicted_codes(F)]
 
+    @_dask_rows
     def predict_proba(self, X):
         """Class probabilities (sigmoid for two classes, softmax otherwise).
 
@@ -486,6 +505,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
         _, F = self._raw_predict(X)
         return _probabilities(F)
 
+    @_dask_rows
     def predict_log_proba(self, X):
         """Logarithm of the class probabilities, computed without underflow.
 

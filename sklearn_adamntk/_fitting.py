@@ -33,7 +33,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from . import _backend, _eigen_cache, _solvers
+from . import _backend, _distributed, _eigen_cache, _solvers
 from ._epochs import Diverged, EpochPlan, Validation, run_epochs
 from ._losses import loss_and_gradient
 from ._model import FittedModel, NetworkSpec, operator_rows
@@ -49,16 +49,20 @@ AUTO_WINDOW = 0.1
 # (and at least two per class) to score; smaller data stop on the training
 # loss.
 AUTO_MIN_VALIDATION_ROWS = 10
+# early_stopping="auto" on the eigen solver: the epoch is chosen by robust GCV
+# with this gamma (1 would be plain GCV).  Plain GCV stopped late on noisy,
+# low-signal data, as it picks too small a ridge there (benchmarks/DEFAULTS.md).
+GCV_GAMMA = 0.5
 # learning_rate_init="auto": step sizes in units of the kernel's scale, with
 # lambda the largest eigenvalue of the training kernel per unit of sample
 # weight.  SGD and momentum take 1 / lambda, half the stability limit of
 # full-batch SGD; Adam and ADAM* take AUTO_ADAM_STEP / sqrt(lambda), which makes
 # ADAM*'s path exactly invariant to the kernel's scale (its steps are
 # normalised by sqrt(v), which grows as sqrt(lambda)).  On standardised data
-# the default kernel has lambda about 2.5, so that is a rate of about 0.32
-# (benchmarks/choose_defaults.py).
+# the default kernel has lambda about 2.5, so that is a rate of about 0.08
+# (benchmarks/choose_defaults.py, DEFAULTS.md).
 AUTO_SGD_STEP = 1.0
-AUTO_ADAM_STEP = 0.5
+AUTO_ADAM_STEP = 0.125
 _FIXED_SPLIT_SEED = 0
 
 
@@ -142,7 +146,7 @@ class TrainingProblem:
     spec : NetworkSpec
     settings : OptimizerSettings
     schedule : Schedule
-    solver : {"auto", "dual", "eigen", "primal"}
+    solver : {"auto", "dual", "eigen", "primal", "streamed"}
     device : {"cpu", "cuda", "auto"}
     n_jobs : int or None
     random_state : int, RandomState or None
@@ -271,6 +275,11 @@ def fit_model(problem, previous=None):
         change); ``previous`` is never modified.
     """
     problem = dataclasses.replace(problem, device=_fit_device(problem))
+    if _distributed.is_distributed(problem.X):
+        # The workers compute, each under its own thread count; a client
+        # holding the workqueue layer's lock would deadlock a worker thread
+        # of this same process (a threads-based cluster).
+        return _fit(problem, previous)
     with _backend.numba_threads(problem.n_jobs):
         return _fit(problem, previous)
 
@@ -289,7 +298,7 @@ def _fit(problem, previous):
     if resume is not None and not continuing:
         # The coefficients live in the previous target encoding.
         targets = problem.resume_targets
-    form = "primal" if solver == "primal" else "dual"
+    form = _solvers.form_of(solver)
     if not continuing:  # every large array, before the network is drawn
         _solvers.check_fit_memory(problem, solver,
                                   _n_train(problem.X.shape[0], split), resume,
@@ -346,7 +355,9 @@ def _fit(problem, previous):
         model_key=_model_key(problem, X_key, form),
         train_rows=train_rows,
         fit_digest=_fit_digest(problem, form),
-        record=record,
+        # Rows on a Dask cluster live only as long as its futures: a replay
+        # could not find them, and they do not pickle.
+        record=None if _distributed.is_distributed(problem.X) else record,
         **_history_fields(history),
     )
 
@@ -363,7 +374,9 @@ def _plan_solver(problem, previous, rng):
     n_rows = problem.X.shape[0]
     if problem.stopping == "fixed":
         pass
-    elif problem.online:
+    elif problem.online or _distributed.is_distributed(problem.X):
+        # Online, and on a Dask cluster (whose chunks are not split into
+        # held-out rows), the training loss is the rule.
         problem = dataclasses.replace(problem, stopping="loss")
     elif problem.split is not None:
         problem = dataclasses.replace(problem, stopping="validation")
@@ -390,7 +403,7 @@ def _plan_solver(problem, previous, rng):
                                                                              split)
     cache_key = _early_cache_key(problem, split[0], full_batch)
     if problem.online and previous is not None:
-        solver = "primal" if previous.solver == "primal" else "dual"
+        solver = previous.solver if previous.form == "primal" else "dual"
     else:
         solver = _solvers.resolve_solver(problem, _n_train(n_rows, split),
                                          problem.targets.Y.shape[1],
@@ -455,6 +468,7 @@ def _epoch_plan(problem, targets, train_rows, rows, shuffle_rng):
                 or problem.split is not None else 0.0),
         schedule=schedule.learning_rate,
         reference_loss=_zero_model_loss(targets, problem.sample_weight, train_rows),
+        gcv_gamma=GCV_GAMMA,
     )
 
 
@@ -567,8 +581,14 @@ def staged_outputs(model, X, *, device="cpu", n_jobs=None, working_memory=1024):
     stages : list of ndarray of shape (n, k)
     """
     record = model.record
-    if record is None or model.n_iter == 0:
+    if model.n_iter == 0:
         return []
+    if record is None:
+        raise ValueError(
+            "Staged predictions replay the fit on its training rows, which a "
+            "fit on a Dask array does not keep; use predict, or fit on a NumPy "
+            "array to follow the epochs."
+        )
     schedule = dataclasses.replace(record.schedule, max_iter=model.n_iter)
     problem = TrainingProblem(
         X=record.X,
@@ -674,7 +694,7 @@ def _resumable(problem, previous, solver, train_rows):
     """The previous model, if ``warm_start`` may continue it, else None."""
     if not problem.warm_start or previous is None or problem.resume_targets is None:
         return None
-    form = "primal" if solver == "primal" else "dual"
+    form = _solvers.form_of(solver)
     if previous.model_key != _model_key(problem, problem.X, form):
         return None
     # Weights of a finite network continue on any rows; dual coefficients

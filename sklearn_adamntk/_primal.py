@@ -130,27 +130,35 @@ class PrimalTrainer(_BatchTrainer):
         return loss_sum, weight_sum, diverged
 
     def _full_batch_step(self):
-        s = self._settings
         loss_sum, L = self._full_gradient(self._Psi @ self._coef)
         if not np.isfinite(loss_sum):
             return loss_sum, self._weight_sum, True
         self._t += 1
         G = np.ascontiguousarray(self._Psi.T @ L)
-        lr, decay = s.rate(self._t), s.decay(self._t)
-        if s.optimizer == "adam":
-            n_bad = _adam_step_dense(self._coef, self._moment, self._second, G,
-                                     self._Psi.shape[1], self._t, lr,
-                                     s.beta_1, s.beta_2, s.epsilon, decay)
-        else:
-            rates = np.full(L.shape[1], lr)
-            if s.optimizer == "adam*":
-                q = np.empty(L.shape[1])
-                _column_dots(G, G, q)
-                _adam_star_rates(self._second, q, self._t, lr, s.beta_1,
-                                 s.beta_2, s.epsilon, rates)
-            use_moment, keep, gain = _moment_rule(
-                _OPTIMIZER_CODE[s.optimizer], s.beta_1, s.momentum)
-            n_bad = _step_dense(self._coef, self._moment, G, use_moment, keep, gain,
-                                rates, decay)
+        n_bad = readout_step(self._settings, self._coef, self._moment, self._second,
+                             G, self._t)
         return loss_sum, self._weight_sum, n_bad > 0
 
+
+def readout_step(settings, coef, moment, second, G, t):
+    """Step ``t`` of any optimizer on readout weights, given ``G = Psi_B^T L``.
+
+    Updates ``coef``, ``moment`` and ``second`` in place; ADAM*'s second
+    moment takes ``diag(G^T G) = diag(L^T K_BB L)``.  Shared by every trainer
+    of the primal form, whether its features are stored or recomputed.
+    Returns the number of non-finite weights.
+    """
+    s = settings
+    lr, decay = s.rate(t), s.decay(t)
+    if s.optimizer == "adam":
+        return _adam_step_dense(coef, moment, second, G, coef.shape[0], t,
+                                lr, s.beta_1, s.beta_2, s.epsilon, decay)
+    k = G.shape[1]
+    rates = np.full(k, lr)
+    if s.optimizer == "adam*":
+        q = np.empty(k)
+        _column_dots(G, G, q)
+        _adam_star_rates(second, q, t, lr, s.beta_1, s.beta_2, s.epsilon, rates)
+    use_moment, keep, gain = _moment_rule(_OPTIMIZER_CODE[s.optimizer], s.beta_1,
+                                          s.momentum)
+    return _step_dense(coef, moment, G, use_moment, keep, gain, rates, decay)

@@ -1,14 +1,16 @@
 """The solvers by name: the cost model that picks one, and how each is set up.
 
 ``"dual"`` (:mod:`._dual`), ``"eigen"`` (:mod:`._eigen` on a decomposition of
-:mod:`._spectral`) and ``"primal"`` (:mod:`._primal`) compute the same model
-(DESIGN 3).  :func:`choose_solver` picks the cheapest for one fit;
-:func:`build_trainer` builds the chosen trainer for a training problem of
-:mod:`._fitting`: the training Gram matrix (on the GPU for ``device="cuda"``)
-or the network's features, after a memory check that fails fast; the
-eigendecomposition from the process's cache (:mod:`._eigen_cache`) when it
-is there; the state of a resumed fit; the support set that online training
-grows.  No scikit-learn estimator machinery here.
+:mod:`._spectral`), ``"primal"`` (:mod:`._primal`) and ``"streamed"``
+(:mod:`._streamed`, the primal form with features recomputed every epoch)
+compute the same model (DESIGN 3).  :func:`choose_solver` picks the cheapest
+for one fit; :func:`build_trainer` builds the chosen trainer for a training
+problem of :mod:`._fitting`: the training Gram matrix (on the GPU for
+``device="cuda"``) or the network's features, after a memory check that fails
+fast; the eigendecomposition from the process's cache (:mod:`._eigen_cache`)
+when it is there; the state of a resumed fit; the support set that online
+training grows.  Training rows that live on a Dask cluster go to :mod:`._distributed`.
+No scikit-learn estimator machinery here.
 """
 
 import dataclasses
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import joblib
 import numpy as np
 
-from . import _backend, _eigen_cache
+from . import _backend, _distributed, _eigen_cache
 from ._dual import DualTrainer
 from ._eigen import EigenTrainer
 from ._losses import _check_loss
@@ -31,8 +33,14 @@ from ._random_network import (
     network_features,
 )
 from ._spectral import eigen_decomposition, krylov_decomposition, krylov_pays
+from ._streamed import FeatureMap, StreamedOperator, StreamedTrainer
 
-SOLVERS = ("dual", "eigen", "primal")
+SOLVERS = ("dual", "eigen", "primal", "streamed")
+
+# "auto" stores the features (or the Gram matrix) of a finite network only
+# when they take at most this fraction of the available memory; beyond it,
+# the streamed solver recomputes the features every epoch instead.
+_STORED_MEMORY_FRACTION = 0.5
 
 # Cost of a symmetric eigendecomposition in units of the flops of a
 # matrix-vector product at the speed BLAS streams a Gram matrix: eigh(K) takes
@@ -45,8 +53,14 @@ SOLVERS = ("dual", "eigen", "primal")
 _EIGH_COST = 4.0
 
 
+def form_of(solver):
+    """``"primal"`` (readout weights) or ``"dual"`` (coefficients over rows)."""
+    return "primal" if solver in ("primal", "streamed") else "dual"
+
+
 def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
-                  optimizer, max_iter, eigen_cached=False, krylov=True):
+                  optimizer, max_iter, eigen_cached=False, krylov=True,
+                  memory_budget=None, itemsize=8):
     """Pick the cheapest exact solver for one fit.
 
     Cost model, in flops (a multiply-add counts 2), with ``N = n_samples``,
@@ -71,7 +85,14 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
       features take no more memory than the Gram): ``T * 4 N P k``
       (``Psi w`` and ``Psi^T L`` every epoch).  Memory ``N P``.
 
-    ``optimizer="adam"`` has no kernel form and always gives ``"primal"``.
+    ``optimizer="adam"`` has no kernel form and always gives ``"primal"``
+    (or ``"streamed"``, below).
+
+    - ``"streamed"`` (finite width only): the primal model with each epoch's
+      features recomputed from ``X``, ``T * (4 N P k + the forward pass)``,
+      memory ``O(block P)``.  Never cheaper than ``"primal"``; chosen when
+      the array of the cheapest stored solver (``N P`` features, one or two
+      ``N x N`` matrices) exceeds ``memory_budget``.
 
     Parameters
     ----------
@@ -87,16 +108,21 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
     eigen_cached : bool, default=False
         Whether the eigendecomposition of this training Gram matrix is
         already available.
+    memory_budget : float or None, default=None
+        Bytes a finite network's stored solver may hold; ``None``: no limit.
+    itemsize : int, default=8
+        Bytes per entry (4 for float32 data).
 
     Returns
     -------
-    solver : {"dual", "eigen", "primal"}
+    solver : {"dual", "eigen", "primal", "streamed"}
     """
     _check_loss(loss)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
     if optimizer == "adam":
-        return "primal"
+        return _within_budget("primal", n_samples, n_feature_columns, memory_budget,
+                              itemsize)
     n, k, epochs = float(n_samples), float(n_outputs), float(max_iter)
     gram = 0.0 if n_feature_columns is None else 2.0 * n * n * float(n_feature_columns)
     costs = {"dual": gram + epochs * 2.0 * n * n * k}
@@ -110,7 +136,19 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
         costs["eigen"] = setup + 6.0 * n * n * k + epochs * 10.0 * n * k
     if n_feature_columns is not None and n_feature_columns <= n_samples:
         costs["primal"] = epochs * 4.0 * n * float(n_feature_columns) * k
-    return min(costs, key=costs.get)
+    return _within_budget(min(costs, key=costs.get), n_samples, n_feature_columns,
+                          memory_budget, itemsize)
+
+
+def _within_budget(solver, n_samples, n_feature_columns, memory_budget, itemsize):
+    """``solver``, or ``"streamed"`` when a finite network's stored array is too big."""
+    if n_feature_columns is None or memory_budget is None:
+        return solver
+    n = float(n_samples)
+    held = {"primal": n * n_feature_columns, "dual": n * n, "eigen": 2.0 * n * n}
+    if held[solver] * itemsize > memory_budget:
+        return "streamed"
+    return solver
 
 
 # --------------------------------------------------------------------------
@@ -162,6 +200,8 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
     if problem.online:
         # Online training keeps adding rows: the weights of a finite network
         # do not grow with them, the dual coefficients do.
+        if problem.spec.width is not None and problem.solver == "streamed":
+            return "streamed"
         if problem.spec.width is not None and problem.solver in ("auto", "primal"):
             return "primal"
         return "dual"
@@ -169,6 +209,7 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         return "dual"  # the one solver of the CUDA backend
     if problem.solver != "auto":
         return problem.solver
+    available = _backend.available_memory_bytes()
     return choose_solver(
         n_samples=n_train,
         n_outputs=n_outputs,
@@ -179,6 +220,9 @@ def resolve_solver(problem, n_train, n_outputs, loss, full_batch, eigen_key):
         max_iter=problem.schedule.max_iter,
         eigen_cached=eigen_key is not None and _eigen_cache.get(eigen_key) is not None,
         krylov=problem.stopping != "gcv",
+        memory_budget=(None if available is None
+                       else _STORED_MEMORY_FRACTION * available),
+        itemsize=problem.X.dtype.itemsize,
     )
 
 
@@ -268,6 +312,8 @@ def fit_allocations(problem, solver, n_train, *, cached=False, network=False,
     if network and spec.width is not None:
         n_params = n_network_parameters(n_features, width=spec.width, depth=spec.depth)
         parts.append((8 * n_params, f"the random network's {n_params} weights"))
+    if solver == "streamed":
+        return parts  # one block of features at a time: a few MiB
     if spec.width is not None:
         temporaries = forward_bytes(n_rows, n_features, width=spec.width,
                                     depth=spec.depth, kernel=spec.kernel,
@@ -318,8 +364,9 @@ def _check_allocations(problem, solver, n_train, options):
     total = sum(n_bytes for n_bytes, _ in parts)
     what = " + ".join(f"{what} ({n_bytes / 2**30:.2g} GiB)" for n_bytes, what in parts)
     if solver == "primal":
-        advice = ("use a smaller width, kernel='nngp' (width + 1 features), or "
-                  "float32 input")
+        advice = ("use solver='streamed' (the features recomputed every epoch), a "
+                  "smaller width, kernel='nngp' (width + 1 features), or float32 "
+                  "input")
     elif problem.spec.width is not None and options["network"] and len(parts) == 1:
         advice = "use a smaller width or depth"
     else:
@@ -335,7 +382,7 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     Parameters
     ----------
     problem : TrainingProblem
-    solver : {"dual", "eigen", "primal"}
+    solver : {"dual", "eigen", "primal", "streamed"}
     targets : Targets
         The encoded targets this fit trains on.
     split : (train_rows, val_rows)
@@ -353,6 +400,10 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     -------
     TrainerSetup
     """
+    if _distributed.is_distributed(problem.X):
+        trainer, X_fit = _distributed.build_trainer(problem, solver, targets, resume,
+                                                    network)
+        return TrainerSetup(trainer, None, X_fit, problem.X.shape[0])
     X = problem.X
     train_rows, val_rows = split
     Y = np.ascontiguousarray(targets.Y, dtype=X.dtype)
@@ -369,6 +420,9 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
     if solver == "primal":
         return _primal_setup(problem, Y, targets.loss, rows, val_rows, resume,
                              network)
+    if solver == "streamed":
+        return _streamed_setup(problem, Y, targets.loss, rows, val_rows, resume,
+                               network)
     if continuing:
         return _online_dual_setup(problem, resume, Y, targets.loss, network)
     coef = state = None
@@ -415,6 +469,24 @@ def _primal_setup(problem, Y, loss, rows, val_rows, resume, network):
     validation_operator = None
     if val_rows is not None:
         validation_operator = _features(problem, problem.X[val_rows], network)
+    return TrainerSetup(trainer, validation_operator)
+
+
+def _streamed_setup(problem, Y, loss, rows, val_rows, resume, network):
+    features = FeatureMap(network, **problem.spec.kernel_params())
+    trainer = StreamedTrainer(
+        problem.X[rows],
+        features,
+        Y[rows],
+        problem.settings,
+        loss,
+        sample_weight=problem.sample_weight[rows],
+        coef=None if resume is None else resume.coef,
+        state=None if resume is None else resume.state,
+    )
+    validation_operator = None
+    if val_rows is not None:
+        validation_operator = StreamedOperator(features, problem.X[val_rows])
     return TrainerSetup(trainer, validation_operator)
 
 

@@ -106,13 +106,14 @@ def dual_training(K, Y, epochs, *, optimizer, loss="squared", learning_rate,
 
 
 def smoother_trace(K, steps, *, optimizer, beta_1=0.9, momentum=0.9,
-                   sample_weight=None):
-    """Trace of ``S_t`` in ``F_t = S_t Y`` for full-batch squared-loss training.
+                   sample_weight=None, power=1):
+    """Trace of ``S_t ** power`` in ``F_t = S_t Y``, full-batch squared loss.
 
     Given the step sizes a run took (one per output), the map from the
     targets to the fitted values is linear (DESIGN 3.7): it is the same
     recursion applied to every column of the identity.  Returns the trace
-    after each step, shape (n_steps, k).
+    after each step, shape (n_steps, k); ``power=2`` gives the trace of the
+    square that robust GCV needs.
     """
     K = np.asarray(K, dtype=np.float64)
     n = K.shape[0]
@@ -132,7 +133,7 @@ def smoother_trace(K, steps, *, optimizer, beta_1=0.9, momentum=0.9,
             else:
                 M = beta_1 * M + (1 - beta_1) * G
             A = A - step * M
-            column.append(np.trace(K @ A))
+            column.append(np.trace(np.linalg.matrix_power(K @ A, power)))
         traces.append(column)
     return np.array(traces).T
 

@@ -6,6 +6,8 @@ function is caught too.
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -14,10 +16,12 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "sklearn_adamntk"
 # What the network computes, and how the readout learns: NumPy, SciPy, Numba.
 KERNEL_CORE = ["_kernels", "_random_network", "_jit", "_magnitude"]
 TRAINING_CORE = ["_losses", "_optimizer", "_inputs", "_batch", "_dual", "_primal",
-                 "_eigen", "_spectral", "_eigen_cache", "_cuda", "_cuda_dual"]
+                 "_streamed", "_eigen", "_spectral", "_eigen_cache", "_cuda",
+                 "_cuda_dual"]
 # The engine, and the validated kernel functions, may use scikit-learn's
 # utilities, not its estimator machinery.
-ENGINE = ["_fitting", "_solvers", "_epochs", "_model", "_backend", "_pairwise"]
+ENGINE = ["_fitting", "_solvers", "_epochs", "_model", "_backend", "_pairwise",
+          "_distributed"]
 # The scikit-learn face knows nothing of Numba or CUDA.
 FACE = ["_base", "_estimators", "_cv", "_callbacks", "_kernel_objects", "_display",
         "__main__"]
@@ -67,3 +71,18 @@ def test_only_the_backend_imports_the_cuda_modules():
                  if _imports(path.stem) & {"._cuda", "._cuda_dual"}}
     # The CUDA dual trainer builds on the device functions of ``_cuda``.
     assert importers == {"_backend", "_cuda_dual"}
+
+
+def test_only_the_distributed_module_imports_dask():
+    importers = {path.stem for path in PACKAGE.glob("*.py")
+                 if any(name.split(".")[0] in ("dask", "distributed")
+                        for name in _imports(path.stem))}
+    assert importers == {"_distributed"}
+
+
+def test_importing_the_package_imports_no_dask():
+    # _distributed imports Dask inside the functions that need it.
+    code = ("import sys, sklearn_adamntk; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in "
+            "('dask', 'distributed')]")
+    subprocess.run([sys.executable, "-c", code], check=True)

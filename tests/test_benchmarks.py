@@ -18,11 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _common  # noqa: E402
 import _neural_tangents  # noqa: E402
 import _worker  # noqa: E402
+import bench_dask  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_grid  # noqa: E402
 import bench_kernel_gradient  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
+import bench_streamed  # noqa: E402
 import bench_training  # noqa: E402
 import run  # noqa: E402
 
@@ -224,6 +226,41 @@ def test_memory_section_rows(monkeypatch):
     assert (40000, "float32") in [(n, dtype) for n, dtype, _, _ in full]
     assert any(n == 200000 and options.get("solver") == "primal"
                for n, _, _, options in full)
+
+
+def test_streamed_section_in_a_child_process():
+    config = dict(n=3000, d=4, width=16, epochs=2, n_test=300)
+    rows, result = bench_streamed.run(config, limit=300, log=lambda line: None)
+    assert result["solver"] == "streamed" and result["n_iter"] == 2
+    assert len(rows) == 1 and len(rows[0]) == len(bench_streamed.HEADERS)
+    assert all(result[key] > 0 for key in ("fit_s", "epoch_s", "floor_s",
+                                           "whole_floor_s"))
+    full = bench_streamed.FULL
+    assert (full["n"], full["d"], full["width"], full["epochs"]) == (10**6, 16, 1024, 20)
+
+
+def test_streamed_block_sweep_rows():
+    rows = bench_streamed.block_sweep(n=2000, d=4, width=32, mibs=(1, 2), repeats=1)
+    assert [row[0] for row in rows] == [1, 2]
+    assert all(len(row) == len(bench_streamed.BLOCK_HEADERS) for row in rows)
+    assert min(float(row[-1]) for row in rows) == 1.0
+
+
+def test_dask_section_rows():
+    pytest.importorskip("distributed")
+    cases = {"dual": dict(n=120, d=3, chunk=50, epochs=2, dtype="float64",
+                          options={})}
+    rows = bench_dask.run(cases, log=lambda line: None, processes=False, rounds=1)
+    assert [row[3] for row in rows] == ["this process, 1 thread",
+                                        "this process, all threads",
+                                        "Dask, 1 worker", "Dask, 2 workers"]
+    assert all(len(row) == len(bench_dask.HEADERS) for row in rows)
+    assert all(float(row[-1]) < 1e-10 for row in rows[2:])
+    # With 2 workers, each memory_limit is below the whole Gram matrix.
+    dual = bench_dask.FULL["dual"]
+    limit_bytes = 2.75 * 2**30
+    assert dual["memory_limit"][2] == "2.75GiB"
+    assert limit_bytes < dual["n"] ** 2 * 8
 
 
 def test_run_prints_the_tables(monkeypatch, capsys):

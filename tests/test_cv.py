@@ -112,7 +112,7 @@ def test_default_rates_are_factors_on_the_automatic_rate(data):
     X, y = data
     search = AdamStarNTKRegressorCV(max_iter=200, **KERNEL).fit(X, y)
     assert search.rates_are_factors_
-    np.testing.assert_allclose(search.learning_rates_, [1 / 3, 1, 3])
+    np.testing.assert_allclose(search.learning_rates_, [0.5, 1, 2])
     automatic = AdamStarNTKRegressor(max_iter=1, early_stopping=False,
                                      **KERNEL).fit(X, y).learning_rate_
     chosen = search.learning_rates_[search.best_index_]

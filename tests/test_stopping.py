@@ -18,7 +18,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_adamntk import AdamStarNTKClassifier, AdamStarNTKRegressor
+from sklearn_adamntk import AdamStarNTKClassifier, AdamStarNTKRegressor, _fitting
 
 KERNEL = dict(kernel="nngp", activation="relu", depth=1, weight_variance=2.0,
               bias_variance=0.5)
@@ -44,9 +44,11 @@ def _quiet(estimator, *args, **kwargs):
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam*"])
-def test_gcv_path_is_the_gcv_of_separate_fits(data, optimizer):
+@pytest.mark.parametrize("optimizer, gamma", [("sgd", 1.0), ("momentum", 0.3),
+                                             ("adam*", _fitting.GCV_GAMMA)])
+def test_gcv_path_is_the_gcv_of_separate_fits(data, optimizer, gamma, monkeypatch):
     X, y, _, _ = data
+    monkeypatch.setattr(_fitting, "GCV_GAMMA", gamma)
     weight = np.linspace(0.5, 2.0, X.shape[0])
     common = dict(optimizer=optimizer, learning_rate_init=0.4, normalize_y=False,
                   solver="eigen", **KERNEL)
@@ -58,15 +60,18 @@ def test_gcv_path_is_the_gcv_of_separate_fits(data, optimizer):
     full = [np.arange(X.shape[0])]
     reference = dual_training(K, y, [full] * 40, optimizer=optimizer,
                               learning_rate=0.4, sample_weight=weight)
-    traces = smoother_trace(K, reference["steps"], optimizer=optimizer,
-                            sample_weight=weight)[:, 0]
+    traces, squares = (smoother_trace(K, reference["steps"], optimizer=optimizer,
+                                      sample_weight=weight, power=power)[:, 0]
+                       for power in (1, 2))
     gcv = []
     for epoch in range(1, 41):
         coef = dual_training(K, y, [full] * epoch, optimizer=optimizer,
                              learning_rate=0.4, sample_weight=weight)["coef"]
         residual = K @ coef[:, 0] - y
         rss = np.sum(weight * residual**2) / weight.sum()
-        gcv.append(rss / (1 - traces[epoch - 1] / weight.sum()) ** 2)
+        # Robust GCV (Lukas 2006); gamma = 1 is plain GCV.
+        robustness = gamma + (1 - gamma) * squares[epoch - 1] / weight.sum()
+        gcv.append(rss / (1 - traces[epoch - 1] / weight.sum()) ** 2 * robustness)
     np.testing.assert_allclose(-np.array(path.validation_scores_), gcv, rtol=1e-8)
     best = int(np.argmin(gcv)) + 1
     assert path.best_iteration_ == best
