@@ -69,8 +69,8 @@ def test_scripts_write_files_only_where_told(path):
     # A smoke run of any script writes only to a temporary or explicitly
     # named place.  The scripts that write at all, and how that is tested:
     # the examples' figures (--save PATH, above) and the width experiment's
-    # report (a temporary folder for --quick and --smoke,
-    # test_width_experiment.py).  Everything else prints.
+    # report (a temporary folder for --quick, test_width_experiment.py).
+    # Everything else prints.
     allowed = {"width_experiment.py", *(p.name for p in EXAMPLES if _draws(p))}
     # /proc/self/clear_refs resets the peak-memory counter (benchmarks/_common).
     writes = [line for line in path.read_text().splitlines()
