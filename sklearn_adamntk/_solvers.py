@@ -14,6 +14,7 @@ No scikit-learn estimator machinery here.
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import joblib
@@ -417,12 +418,9 @@ def build_trainer(problem, solver, targets, split, resume, network, *, continuin
         check_memory(problem, solver, n_train, cached=cached,  # the network is drawn
                      resuming=resume is not None)
 
-    if solver == "primal":
+    if solver in ("primal", "streamed"):
         return _primal_setup(problem, Y, targets.loss, rows, val_rows, resume,
-                             network)
-    if solver == "streamed":
-        return _streamed_setup(problem, Y, targets.loss, rows, val_rows, resume,
-                               network)
+                             network, streamed=solver == "streamed")
     if continuing:
         return _online_dual_setup(problem, resume, Y, targets.loss, network)
     coef = state = None
@@ -456,9 +454,21 @@ def _features(problem, X, network):
     return network_features(network, X, **problem.spec.kernel_params())
 
 
-def _primal_setup(problem, Y, loss, rows, val_rows, resume, network):
-    trainer = PrimalTrainer(
-        _features(problem, problem.X[rows], network),
+def _primal_setup(problem, Y, loss, rows, val_rows, resume, network, streamed):
+    """The readout's trainer: the features stored, or recomputed block by block."""
+    if streamed:
+        features = FeatureMap(network, **problem.spec.kernel_params())
+        trainer_on = functools.partial(StreamedTrainer, problem.X[rows], features)
+
+        def held_out(X):
+            return StreamedOperator(features, X)
+    else:
+        trainer_on = functools.partial(
+            PrimalTrainer, _features(problem, problem.X[rows], network))
+
+        def held_out(X):
+            return _features(problem, X, network)
+    trainer = trainer_on(
         Y[rows],
         problem.settings,
         loss,
@@ -466,27 +476,7 @@ def _primal_setup(problem, Y, loss, rows, val_rows, resume, network):
         coef=None if resume is None else resume.coef,
         state=None if resume is None else resume.state,
     )
-    validation_operator = None
-    if val_rows is not None:
-        validation_operator = _features(problem, problem.X[val_rows], network)
-    return TrainerSetup(trainer, validation_operator)
-
-
-def _streamed_setup(problem, Y, loss, rows, val_rows, resume, network):
-    features = FeatureMap(network, **problem.spec.kernel_params())
-    trainer = StreamedTrainer(
-        problem.X[rows],
-        features,
-        Y[rows],
-        problem.settings,
-        loss,
-        sample_weight=problem.sample_weight[rows],
-        coef=None if resume is None else resume.coef,
-        state=None if resume is None else resume.state,
-    )
-    validation_operator = None
-    if val_rows is not None:
-        validation_operator = StreamedOperator(features, problem.X[val_rows])
+    validation_operator = None if val_rows is None else held_out(problem.X[val_rows])
     return TrainerSetup(trainer, validation_operator)
 
 
