@@ -49,9 +49,12 @@ _STORED_MEMORY_FRACTION = 0.5
 # time(K @ g).  benchmarks/bench_training.py measured (numpy.linalg.eigh,
 # OpenBLAS, 2 shared cores) between 0.8 and 5.6 over N = 2000-8000 and runs
 # (eigh runs at BLAS-3 speed while K @ g is bound by memory, so the constant
-# falls as N grows); 4 errs towards the dual solver, which needs no second
-# N x N matrix.
-_EIGH_COST = 4.0
+# falls as N grows).  It was 4, erring towards the dual solver (no second
+# N x N matrix); but since issue 11 a default fit's dual runs thousands of
+# epochs, and the fit table of RESULTS.md (one core) measured the eigen fit
+# 2.3x faster than the dual one at N = 5000, where 4 picked the dual: an
+# effective constant of about 0.8 there.  2 still errs towards the dual.
+_EIGH_COST = 2.0
 
 
 def form_of(solver):
@@ -71,7 +74,7 @@ def choose_solver(*, n_samples, n_outputs, n_feature_columns, full_batch, loss,
       ``2 N^2 P`` to build the empirical Gram at finite width.  Memory
       ``N^2``.
     - ``"eigen"`` (full batch, squared loss, not ``"adam"``): one ``eigh``,
-      ``_EIGH_COST * N^3`` with ``_EIGH_COST = 4`` measured as
+      ``_EIGH_COST * N^3`` with ``_EIGH_COST = 2`` measured as
       ``time(eigh) / time(K @ g)`` in BLAS-streaming flops, or, when
       :func:`krylov_pays`, the Krylov restriction's ``(T + 1) k`` products
       with ``K`` and its orthogonalisation, ``2 N^2 (T + 1) k +
