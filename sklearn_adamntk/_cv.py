@@ -113,7 +113,7 @@ class _CrossValidatedMixin:
                 and self.solver in ("auto", "eigen") and self.device != "cuda")
 
     def _search_gcv(self, problem, rates, factors):
-        """``cv=None``: GCV of each rate's path on all rows; its best epoch is the model."""
+        """``cv=None``: GCV of each rate's path on all rows; its best epoch wins."""
         problem = dataclasses.replace(problem, solver="eigen")
         models = [self._path(problem, rate, factors) for rate in rates]
         best_scores = [-np.inf if model is None else model.best_validation_score

@@ -367,7 +367,7 @@ class EigenTrainer:
         return float(np.sum(terms))
 
     def curvature(self):
-        """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        """``lambda_max(W^1/2 K W^1/2) / sum(w)``; SGD is stable below 2 / it."""
         eigenvalues = self._decomposition.eigenvalues
         top = float(eigenvalues.max()) if eigenvalues.size else 0.0
         return top / self._decomposition.weight_sum

@@ -258,7 +258,7 @@ class AdamStarNTKRegressor(RegressorMixin, _BaseAdamStarNTK):
                               type(self).__name__)
 
     def staged_predict(self, X):
-        """Yield the predictions after each epoch of the last ``fit`` or ``partial_fit``.
+        """Yield the predictions after each epoch of the last ``fit``/``partial_fit``.
 
         The model keeps no epoch's coefficients but its own: the training is
         run again from its record (same data, step sizes, batches and start),
@@ -545,7 +545,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
             yield F.ravel() if F.shape[1] == 1 else F
 
     def staged_predict_proba(self, X):
-        """Yield class probabilities after each epoch of the last ``fit``/``partial_fit``.
+        """Yield class probabilities after each epoch of the last fit or partial_fit.
 
         The training is run again from the model's record, at about the cost
         of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).
@@ -565,7 +565,7 @@ class AdamStarNTKClassifier(ClassifierMixin, _BaseAdamStarNTK):
             yield _probabilities(F)
 
     def staged_predict(self, X):
-        """Yield the labels predicted after each epoch of the last ``fit``/``partial_fit``.
+        """Yield the predicted labels after each epoch of the last fit or partial_fit.
 
         The training is run again from the model's record, at about the cost
         of the fit (see :meth:`AdamStarNTKRegressor.staged_predict`).

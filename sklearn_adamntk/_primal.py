@@ -111,7 +111,7 @@ class PrimalTrainer(_BatchTrainer):
         self._weight_sum = float(self._weight.sum())
 
     def curvature(self):
-        """``lambda_max(Psi^T W Psi) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        """``lambda_max(Psi^T W Psi) / sum(w)``: full-batch SGD is stable below 2/it."""
         Psi, weight = self._Psi, self._weight
         lam = top_eigenvalue(lambda v: Psi.T @ (weight * (Psi @ v)), Psi.shape[1],
                              Psi.dtype)

@@ -236,7 +236,8 @@ def test_streamed_section_in_a_child_process():
     assert all(result[key] > 0 for key in ("fit_s", "epoch_s", "floor_s",
                                            "whole_floor_s"))
     full = bench_streamed.FULL
-    assert (full["n"], full["d"], full["width"], full["epochs"]) == (10**6, 16, 1024, 20)
+    shape = (full["n"], full["d"], full["width"], full["epochs"])
+    assert shape == (10**6, 16, 1024, 20)
 
 
 def test_streamed_block_sweep_rows():

@@ -439,7 +439,8 @@ def test_the_network_is_never_drawn_beyond_the_memory(data, monkeypatch, params,
     monkeypatch.setattr(_backend, "available_memory_bytes", lambda: 2**28)
     peak, result = _traced_peak(lambda: AdamStarNTKRegressor(**params).fit(X, y))
     assert isinstance(result, MemoryError)
-    assert re.search(match + ".*memory is available; use .*a smaller width", str(result))
+    advice = ".*memory is available; use .*a smaller width"
+    assert re.search(match + advice, str(result))
     assert peak < 2**20
 
 

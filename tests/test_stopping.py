@@ -221,9 +221,8 @@ def test_invscaling_follows_the_reference(data, solver):
     K = naive_kernel(X, **KERNEL)
     reference = dual_training(K, y, [[np.arange(45)]] * 12, optimizer="adam*",
                               learning_rate=0.5, power_t=0.6)
-    np.testing.assert_allclose(model.predict(X_test),
-                               naive_kernel(X_test, X, **KERNEL) @ reference["coef"][:, 0],
-                               rtol=1e-9)
+    expected = naive_kernel(X_test, X, **KERNEL) @ reference["coef"][:, 0]
+    np.testing.assert_allclose(model.predict(X_test), expected, rtol=1e-9)
 
 
 def test_adaptive_divides_the_rate_by_five_after_two_stalled_epochs(data):
