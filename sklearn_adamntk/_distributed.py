@@ -574,18 +574,9 @@ class DaskDualTrainer(DualTrainer):
     computed block by block on the workers.
     """
 
-    def __init__(self, K, Y, settings, loss, sample_weight=None, coef=None,
-                 state=None):
-        if settings.optimizer == "adam":
-            raise ValueError(
-                "optimizer='adam' (true Adam) has no dual form; train a finite-width "
-                "network in primal form instead."
-            )
-        self._K = K
-        self._setup(K, K.shape[0], Y, settings, loss, sample_weight, coef, state)
-        self._weight_sum = float(self._weight.sum())
-        self._F = None
-        self._U = None
+    @staticmethod
+    def _checked_gram(K):
+        return K  # GramBlocks: square by construction, held on the workers
 
     def _minibatch_epoch(self, order, offsets):
         raise _full_batch_only("dual solver")

@@ -125,7 +125,7 @@ class DualTrainer(_BatchTrainer):
 
     def __init__(self, K, Y, settings, loss, sample_weight=None, coef=None,
                  state=None):
-        K = _check_square(K)
+        K = self._checked_gram(K)
         if isinstance(settings, OptimizerSettings) and settings.optimizer == "adam":
             raise ValueError(
                 "optimizer='adam' (true Adam) has no dual form; train a finite-width "
@@ -137,6 +137,11 @@ class DualTrainer(_BatchTrainer):
         self._F = None  # K @ coef and K @ moment, valid only between full-batch steps
         self._U = None
 
+    @staticmethod
+    def _checked_gram(K):
+        """The Gram matrix as the steps use it: square, contiguous, float."""
+        return _check_square(K)
+
     def train_predictions(self):
         """Current outputs ``F = K A`` on the training rows, shape (N, k)."""
         if self._F is not None:
@@ -144,7 +149,7 @@ class DualTrainer(_BatchTrainer):
         return self._K @ self._coef
 
     def curvature(self):
-        """``lambda_max(W^1/2 K W^1/2) / sum(w)``: full-batch SGD is stable below 2 / it."""
+        """``lambda_max(W^1/2 K W^1/2) / sum(w)``; SGD is stable below 2 / it."""
         sqrt_w = np.sqrt(self._weight)
         lam = top_eigenvalue(lambda v: sqrt_w * (self._K @ (sqrt_w * v)),
                              self._K.shape[0], self._K.dtype)
@@ -167,7 +172,8 @@ class DualTrainer(_BatchTrainer):
             # saves two passes over K.
             self._F = self._times_K(self._coef)
             use_moment = self._settings.optimizer != "sgd"
-            self._U = self._times_K(self._moment) if use_moment else np.zeros_like(self._F)
+            self._U = (self._times_K(self._moment) if use_moment
+                       else np.zeros_like(self._F))
         loss_sum, L = self._full_gradient(self._F)
         if not np.isfinite(loss_sum):
             return loss_sum, self._weight_sum, True
